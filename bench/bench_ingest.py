@@ -1,0 +1,135 @@
+"""Ingest benchmark: 1 symbol x N days from the simulator into PostgreSQL, inside one process.
+
+    python bench/bench_ingest.py [--days 365] [--database-url URL]
+
+Prints candles/s, requests and peak RSS for the end-to-end path (`ingest_days`, the code the
+asset runs), with its floors measured in the same run: fetch only (HTTP + parsing +
+validation) and write only (COPY + upsert per day). Each stage runs in a fresh process so its
+peak RSS is its own. The simulator runs in another process, like a real exchange would.
+A timing here is a figure to read, not a pass/fail test.
+"""
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import date, datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+SYMBOL = "BTCUSDT"
+FIRST_DAY = date(2025, 1, 1)
+DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stage(stage: str, days: int, base_url: str, db_url: str, rps: float) -> dict:
+    """Run in a child process: one stage, returning its figures."""
+    from kline_pipeline.bybit import BybitClient
+    from kline_pipeline.ingest import day_start, ingest_days
+    from kline_pipeline.store import KlineStore
+
+    bybit = BybitClient(base_url=base_url, requests_per_second=rps)
+    store = KlineStore(database_url=db_url)
+    with store.engine().begin() as conn:
+        conn.exec_driver_sql("TRUNCATE price_klines")
+    start = day_start(FIRST_DAY)
+    end = start + timedelta(days=days)
+    now = datetime.now(timezone.utc)
+    all_days = [FIRST_DAY + timedelta(days=i) for i in range(days)]
+    t0 = time.perf_counter()
+    if stage == "fetch":
+        candles = sum(len(w.candles) for w in bybit.iter_kline_windows(symbol=SYMBOL, start=start, end=end, now=now))
+        requests = bybit.requests_made
+    elif stage == "write":
+        candles_all = bybit.fetch_klines(symbol=SYMBOL, start=start, end=end, now=now)
+        by_day: dict[date, list] = {}
+        for c in candles_all:
+            by_day.setdefault(c.start.date(), []).append(c)
+        t0 = time.perf_counter()  # only the writes are timed
+        with store.day_writer() as writer:
+            for day in all_days:
+                writer.write_day(symbol=SYMBOL, start=day_start(day), end=day_start(day) + timedelta(days=1),
+                                 candles=by_day.get(day, []))
+        candles, requests = len(candles_all), 0
+    else:
+        report = ingest_days(bybit=bybit, store=store, symbol=SYMBOL, days=all_days, now=now)
+        candles, requests = report.candles, report.requests
+    seconds = time.perf_counter() - t0
+    stored = store.summary(symbol=SYMBOL, start=start, end=end).rows
+    return {
+        "stage": stage, "rps_limit": rps, "candles": candles, "stored": stored, "requests": requests,
+        "seconds": round(seconds, 3), "candles_per_s": round(candles / seconds) if seconds else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _fresh_database(admin_url: str) -> tuple[str, sa.Engine, str]:
+    name = f"kline_bench_{os.getpid()}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False), admin, name
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--admin-url", default=os.environ.get("KLINE_TEST_PG_URL", DEFAULT_ADMIN_URL),
+                        help="PostgreSQL server on which a throwaway benchmark database is created")
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    parser.add_argument("--db-url", help=argparse.SUPPRESS)
+    parser.add_argument("--rps", type=float, default=10_000.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        print(json.dumps(_stage(args.stage, args.days, args.base_url, args.db_url, args.rps)))
+        return
+
+    port = _free_port()
+    sim = subprocess.Popen([sys.executable, "-m", "kline_pipeline.cli", "simulate-exchange", "--port", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}"
+    db_url, admin, name = _fresh_database(args.admin_url)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base_url}/v5/market/time", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        rows = []
+        # End to end twice: unthrottled (our own cost) and at the default 20 requests/s budget.
+        for stage, rps in [("fetch", 10_000.0), ("write", 10_000.0), ("ingest", 10_000.0), ("ingest", 20.0)]:
+            out = subprocess.run(
+                [sys.executable, __file__, "--stage", stage, "--days", str(args.days), "--base-url", base_url,
+                 "--db-url", db_url, "--rps", str(rps)],
+                check=True, capture_output=True, text=True,
+            ).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    print(f"1 symbol x {args.days} days, simulator in its own process, PostgreSQL {sa.make_url(db_url).host or 'socket'}")
+    print(f"{'stage':<8} {'rate limit':>10} {'candles':>8} {'stored':>7} {'requests':>8} {'seconds':>8} "
+          f"{'candles/s':>10} {'peak RSS MB':>11}")
+    for r in rows:
+        print(f"{r['stage']:<8} {r['rps_limit']:>10g} {r['candles']:>8} {r['stored']:>7} {r['requests']:>8} "
+              f"{r['seconds']:>8} {r['candles_per_s']:>10} {r['peak_rss_mb']:>11}")
+
+
+if __name__ == "__main__":
+    main()

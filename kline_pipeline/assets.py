@@ -1,0 +1,43 @@
+"""The raw candle asset. Rollups live in their own module (one factory)."""
+
+import dagster as dg
+
+from kline_pipeline import clock
+from kline_pipeline.bybit import BybitClient, BybitIpBanError, BybitRejectedError, InvalidCandleError
+from kline_pipeline.ingest import ingest_partitions
+from kline_pipeline.partitions import kline_partitions
+from kline_pipeline.store import KlineStore
+
+PARTITIONS_PER_RUN = 31
+"""About a month per run: a year is ~12 runs per symbol, not 365 (each run costs Dagster ~6 s)."""
+
+
+@dg.asset(
+    partitions_def=kline_partitions,
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN),
+    pool="bybit_api",
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    group_name="raw",
+    kinds={"postgres"},
+    owners=["team:data-engineering"],
+)
+def price_klines_5m(context: dg.AssetExecutionContext, bybit: BybitClient, kline_store: KlineStore) -> dg.MaterializeResult:
+    """Closed Bybit 5-minute candles of each (day, symbol) partition.
+
+    Reads Bybit `/v5/market/kline` (interval 5) and `/v5/market/instruments-info` for the
+    listing time; writes `price_klines` rows with timeframe '5m'. Each day is replaced in its
+    own transaction (COPY into a staging table, then upsert and removal of candles the exchange
+    no longer has), so re-running any partition leaves exactly the exchange's candles: no
+    duplicates, corrected values, and never a half-written day. Days before the listing are
+    materialised empty without a request; the still-open candle is never stored.
+    """
+    try:
+        report = ingest_partitions(
+            bybit=bybit, store=kline_store, partition_keys=context.partition_keys, now=clock.utcnow(), log=context.log
+        )
+    except (ValueError, BybitRejectedError, BybitIpBanError, InvalidCandleError) as exc:
+        # Bad input, a refused parameter, bad data or an IP ban: a retry cannot help (and would
+        # extend a ban), so the run fails at once with the reason. Transient faults that outlived
+        # the client's own retries, and database faults, still get the RetryPolicy.
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    return dg.MaterializeResult(metadata=report.metadata())

@@ -1,0 +1,14 @@
+"""The one place the Dagster `Definitions` of kline-pipeline are built."""
+
+import dagster as dg
+
+from kline_pipeline.assets import price_klines_5m
+from kline_pipeline.bybit import BybitClient
+from kline_pipeline.store import KlineStore
+
+# Both resources read their environment (KLINE_DATABASE_URL, BYBIT_BASE_URL, BYBIT_CATEGORY)
+# at run time, not here: the same definitions serve the embedded default, a server, and tests.
+defs = dg.Definitions(
+    assets=[price_klines_5m],
+    resources={"bybit": BybitClient(), "kline_store": KlineStore()},
+)

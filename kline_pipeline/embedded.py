@@ -1,0 +1,82 @@
+"""The embedded PostgreSQL used when KLINE_DATABASE_URL is unset.
+
+`pgserver` ships PostgreSQL 16 binaries in its wheel. It serialises start-up with an
+inter-process lock and reuses a server already running on the data directory (it reads
+`postmaster.pid`), so many run processes starting at once share one server and a data
+directory is never served twice. We start it with cleanup_mode=None: it keeps running after
+the process that started it exits, like a local service, so each Dagster run does not pay a
+start/stop; `kline-pipeline db stop` stops it. Data lives on disk and survives restarts.
+"""
+
+import os
+from pathlib import Path
+
+import psutil
+import psycopg2
+from psycopg2 import errors as pg_errors
+
+DATABASE_NAME = "kline"
+
+
+def default_pgdata() -> Path:
+    """KLINE_PGDATA, else $DAGSTER_HOME/kline_pgdata, else ~/.kline_pipeline/pgdata."""
+    if os.environ.get("KLINE_PGDATA"):
+        return Path(os.environ["KLINE_PGDATA"]).expanduser()
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"]).expanduser() / "kline_pgdata"
+    return Path.home() / ".kline_pipeline" / "pgdata"
+
+
+def _alive(process: psutil.Process | None) -> bool:
+    # A stopped postmaster can linger as a zombie where nothing reaps orphans; that is not running.
+    try:
+        return process is not None and process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _server(pgdata: Path):
+    import pgserver  # imported lazily: only the embedded mode needs it
+    from pgserver.postgres_server import PostgresServer
+
+    pgdata = pgdata.expanduser().resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    cached = PostgresServer._instances.get(pgdata)
+    # pgserver caches one handle per directory per process; if the server was stopped since
+    # (`kline-pipeline db stop`, a crash), that handle is stale and must not be reused.
+    if cached is not None and not _alive(cached.get_postmaster_info().process):
+        PostgresServer._instances.pop(pgdata, None)
+    return pgserver.get_server(pgdata, cleanup_mode=None)
+
+
+def embedded_database_url(pgdata: Path | None = None) -> str:
+    """Start (or reuse) the embedded server and return a psycopg2 URL of its `kline` database."""
+    server = _server(pgdata or default_pgdata())
+    admin_dsn = server.get_uri("postgres")
+    conn = psycopg2.connect(admin_dsn)
+    try:
+        conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,))
+            if cur.fetchone() is None:
+                try:
+                    cur.execute(f'CREATE DATABASE "{DATABASE_NAME}"')  # constant identifier, not input
+                except (pg_errors.DuplicateDatabase, pg_errors.UniqueViolation):
+                    pass  # another process created it between our check and our CREATE
+    finally:
+        conn.close()
+    return server.get_uri(DATABASE_NAME).replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+def stop_embedded(pgdata: Path | None = None) -> bool:
+    """Stop the embedded server on `pgdata` if one runs there; True if it was stopped."""
+    from pgserver._commands import pg_ctl
+    from pgserver.utils import PostmasterInfo
+
+    pgdata = (pgdata or default_pgdata()).expanduser().resolve()
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    if info is None or not info.is_running():
+        return False
+    user = "pgserver" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "stop"], pgdata=pgdata, user=user)
+    return True

@@ -1,0 +1,145 @@
+"""Fetch a symbol's days from Bybit and write them to the store, one transaction per day.
+
+The asset is a thin wrapper around `ingest_partitions`; the benchmark calls the same code.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta, timezone
+
+from kline_pipeline.bybit import BybitClient
+from kline_pipeline.models import CANDLE_MS, Candle, from_ms, grid_floor, to_ms
+from kline_pipeline.partitions import contiguous_runs, days_by_symbol, validate_symbol
+from kline_pipeline.store import DayWriter, KlineStore
+
+DAY = timedelta(days=1)
+
+_log = logging.getLogger(__name__)
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ingest did, summed over symbols; becomes the asset's metadata."""
+
+    partitions: int = 0
+    days_written: int = 0
+    days_before_listing: int = 0
+    days_in_future: int = 0
+    candles: int = 0
+    changed: int = 0
+    deleted: int = 0
+    requests: int = 0
+    first_candle: datetime | None = None
+    last_candle: datetime | None = None
+    listings: dict[str, str] = field(default_factory=dict)
+
+    def __add__(self, other: "IngestReport") -> "IngestReport":
+        firsts = [t for t in (self.first_candle, other.first_candle) if t]
+        lasts = [t for t in (self.last_candle, other.last_candle) if t]
+        return IngestReport(
+            partitions=self.partitions + other.partitions,
+            days_written=self.days_written + other.days_written,
+            days_before_listing=self.days_before_listing + other.days_before_listing,
+            days_in_future=self.days_in_future + other.days_in_future,
+            candles=self.candles + other.candles,
+            changed=self.changed + other.changed,
+            deleted=self.deleted + other.deleted,
+            requests=self.requests + other.requests,
+            first_candle=min(firsts) if firsts else None,
+            last_candle=max(lasts) if lasts else None,
+            listings={**self.listings, **other.listings},
+        )
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "partitions": self.partitions,
+            "rows": self.candles,
+            "rows_changed": self.changed,
+            "rows_deleted": self.deleted,
+            "requests": self.requests,
+            "first_candle": self.first_candle.isoformat() if self.first_candle else "none",
+            "last_candle": self.last_candle.isoformat() if self.last_candle else "none",
+            "days_written": self.days_written,
+            "days_empty_before_listing": self.days_before_listing,
+            "days_in_future": self.days_in_future,
+            "listing_times": ", ".join(f"{s}: {t}" for s, t in sorted(self.listings.items())) or "none",
+        }
+
+
+def _write(writer: DayWriter, symbol: str, day: date, candles: list[Candle], closed_until_ms: int) -> IngestReport:
+    start = day_start(day)
+    # Only the closed part of the day was fetched; stale rows are judged inside that span only.
+    end_ms = min(to_ms(start + DAY), closed_until_ms)
+    result = writer.write_day(symbol=symbol, start=start, end=from_ms(max(end_ms, to_ms(start))), candles=candles)
+    return IngestReport(
+        days_written=1,
+        candles=result.candles,
+        changed=result.changed,
+        deleted=result.deleted,
+        first_candle=candles[0].start if candles else None,
+        last_candle=candles[-1].start if candles else None,
+    )
+
+
+def ingest_days(
+    *, bybit: BybitClient, store: KlineStore, symbol: str, days: Sequence[date], now: datetime,
+    log: logging.Logger | None = None,
+) -> IngestReport:
+    """Fetch and store the given UTC days of one symbol.
+
+    Days that end before the listing are counted as empty without a request; days that start
+    after `now` are skipped. Each contiguous run of days is fetched in one sweep of
+    1000-candle windows, and each day is written in its own transaction as soon as the
+    sweep has passed its end, so memory stays bounded and a failure leaves whole days only.
+    """
+    log = log or _log
+    validate_symbol(symbol)
+    days = sorted(set(days))
+    report = IngestReport(partitions=len(days))
+    requests_before = bybit.requests_made
+    instrument = bybit.get_instrument(symbol=symbol)
+    listing = instrument.launch_time
+    report = report + IngestReport(listings={symbol: listing.isoformat() if listing else "no candles yet"})
+    closed_until_ms = grid_floor(to_ms(now))
+
+    live_days: list[date] = []
+    for day in days:
+        if listing is None or day_start(day) + DAY <= listing:
+            report = report + IngestReport(days_before_listing=1)
+        elif day_start(day) >= now:
+            report = report + IngestReport(days_in_future=1)
+        else:
+            live_days.append(day)
+
+    with store.day_writer() as writer:
+        for run in contiguous_runs(live_days):
+            start = max(day_start(run[0]), from_ms(grid_floor(to_ms(listing))))
+            end = day_start(run[-1]) + DAY
+            pending: dict[date, list[Candle]] = {day: [] for day in run}
+            for window in bybit.iter_kline_windows(symbol=symbol, start=start, end=end, now=now):
+                for candle in window.candles:
+                    pending[candle.start.date()].append(candle)
+                # Days wholly covered by the windows so far are final: write them now.
+                covered_until = window.end_ms + CANDLE_MS
+                for day in [d for d in pending if to_ms(day_start(d) + DAY) <= covered_until]:
+                    report = report + _write(writer, symbol, day, pending.pop(day), closed_until_ms)
+            for day in sorted(pending):  # the partial last day, and days with no candles at all
+                report = report + _write(writer, symbol, day, pending.pop(day), closed_until_ms)
+    log.info("%s: %d days written, %d candles", symbol, report.days_written, report.candles)
+    return replace(report, requests=bybit.requests_made - requests_before)
+
+
+def ingest_partitions(
+    *, bybit: BybitClient, store: KlineStore, partition_keys: Sequence[str], now: datetime,
+    log: logging.Logger | None = None,
+) -> IngestReport:
+    """`ingest_days` for every symbol among `partition_keys` ("YYYY-MM-DD|SYMBOL")."""
+    report = IngestReport()
+    for symbol, days in days_by_symbol(partition_keys).items():
+        report = report + ingest_days(bybit=bybit, store=store, symbol=symbol, days=days, now=now, log=log)
+    return report

@@ -1,0 +1,71 @@
+"""The one partitions object shared by assets, checks, sensors and schedules.
+
+Keys look like `2025-01-01|BTCUSDT` (Dagster orders the dimensions by name: date, then symbol).
+"""
+
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+
+import dagster as dg
+
+DEFAULT_START_DATE = "2020-01-01"
+"""Bybit's USDT perpetuals start in 2020; earlier days would only be empty pre-listing partitions."""
+
+# The partitions' first day is part of the definitions' shape (not a resource), so it is read
+# when the code location loads. Days before a symbol's listing are materialised empty and cheap.
+START_DATE = os.environ.get("KLINE_START_DATE", DEFAULT_START_DATE)
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}$")
+
+symbols_partitions = dg.DynamicPartitionsDefinition(name="symbols")
+daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1, timezone="UTC")
+kline_partitions = dg.MultiPartitionsDefinition({"date": daily_partitions, "symbol": symbols_partitions})
+
+
+def validate_symbol(symbol: str) -> str:
+    """Return `symbol` if it looks like a Bybit symbol, else raise a ValueError naming it."""
+    if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):
+        raise ValueError(
+            f"invalid symbol {symbol!r}: symbols are 2-30 characters of A-Z and 0-9 (e.g. BTCUSDT)"
+        )
+    return symbol
+
+
+def split_partition_key(key: str) -> tuple[date, str]:
+    """`"2025-01-01|BTCUSDT"` -> (date(2025, 1, 1), "BTCUSDT"), validating both parts."""
+    day_text, sep, symbol = key.partition("|")
+    if not sep:
+        raise ValueError(f"invalid partition key {key!r}: expected 'YYYY-MM-DD|SYMBOL'")
+    try:
+        day = date.fromisoformat(day_text)
+    except ValueError:
+        raise ValueError(f"invalid partition key {key!r}: {day_text!r} is not a YYYY-MM-DD date") from None
+    return day, validate_symbol(symbol)
+
+
+def partition_key(day: date, symbol: str) -> str:
+    """Inverse of `split_partition_key`."""
+    return f"{day.isoformat()}|{symbol}"
+
+
+def days_by_symbol(keys: Iterable[str]) -> dict[str, list[date]]:
+    """Group partition keys by symbol, each symbol's days sorted and unique."""
+    grouped: dict[str, set[date]] = defaultdict(set)
+    for key in keys:
+        day, symbol = split_partition_key(key)
+        grouped[symbol].add(day)
+    return {symbol: sorted(days) for symbol, days in sorted(grouped.items())}
+
+
+def contiguous_runs(days: Sequence[date]) -> list[list[date]]:
+    """Split sorted days into runs of consecutive days (each run is fetched in one sweep)."""
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and runs[-1][-1] + timedelta(days=1) == day:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs

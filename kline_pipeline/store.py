@@ -1,0 +1,159 @@
+"""The candle store: a PostgreSQL resource that owns the schema and the bulk write path."""
+
+import io
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from kline_pipeline.models import Candle
+from kline_pipeline.sqlfiles import schema_files, sql_text
+
+# Any constant works; it only has to be the same in every process applying the schema.
+SCHEMA_LOCK_KEY = 7_415_826_001
+
+
+def normalize_database_url(url: str) -> str:
+    """Force the psycopg2 driver: SQLAlchemy 2.1 maps plain `postgresql://` to psycopg 3."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError("invalid database URL: expected postgresql://user:password@host:port/dbname") from None
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):  # postgres:// is libpq's alias
+        raise ValueError(
+            f"unsupported database URL scheme {parsed.drivername!r}: expected postgresql:// or postgresql+psycopg2://"
+        )
+    return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ***, safe for logs and error messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+@dataclass(frozen=True, slots=True)
+class DayWrite:
+    """What writing one (symbol, day) changed."""
+
+    candles: int
+    changed: int
+    deleted: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSummary:
+    rows: int
+    first_candle: datetime | None
+    last_candle: datetime | None
+    checksum: str
+
+
+_engines: dict[str, Engine] = {}
+_schema_ready: set[str] = set()
+_lock = threading.Lock()
+
+
+def _copy_buffer(candles: Sequence[Candle]) -> io.StringIO:
+    # Text COPY: the decimal strings go to NUMERIC untouched, so nothing is rounded.
+    lines = [
+        f"{c.start_ms // 1000}\t{c.open}\t{c.high}\t{c.low}\t{c.close}\t{c.volume}\t{c.turnover}\n" for c in candles
+    ]
+    return io.StringIO("".join(lines))
+
+
+class DayWriter:
+    """Writes whole days on one connection, each day in its own transaction."""
+
+    def __init__(self, dbapi_conn: Any) -> None:
+        self._conn = dbapi_conn
+        with self._conn.cursor() as cur:
+            cur.execute(sql_text("stage_klines.sql"))
+        self._conn.commit()
+
+    def write_day(self, *, symbol: str, start: datetime, end: datetime, candles: Sequence[Candle]) -> DayWrite:
+        """Make the stored 5m candles of `symbol` in [start, end) exactly `candles`, atomically."""
+        params = {"symbol": symbol, "start": start, "end": end}
+        try:
+            with self._conn.cursor() as cur:
+                cur.copy_expert("COPY kline_stage FROM STDIN", _copy_buffer(candles))
+                cur.execute(sql_text("upsert_klines.sql"), params)
+                changed = cur.rowcount
+                cur.execute(sql_text("delete_stale_klines.sql"), params)
+                deleted = cur.rowcount
+            self._conn.commit()
+        except BaseException:
+            self._conn.rollback()
+            raise
+        return DayWrite(candles=len(candles), changed=changed, deleted=deleted)
+
+
+class KlineStore(dg.ConfigurableResource):
+    """PostgreSQL candle store.
+
+    `database_url` unset: KLINE_DATABASE_URL is read at run time; if that is unset too, the
+    embedded PostgreSQL (see `embedded.py`) is started or reused. Passwords never leave this
+    class unredacted.
+    """
+
+    database_url: str | None = None
+
+    def resolved_url(self) -> str:
+        url = self.database_url or os.environ.get("KLINE_DATABASE_URL")
+        if url:
+            return normalize_database_url(url)
+        from kline_pipeline.embedded import embedded_database_url
+
+        return embedded_database_url()
+
+    def engine(self) -> Engine:
+        """The process-wide engine for this URL, with the schema applied once."""
+        url = self.resolved_url()
+        with _lock:
+            engine = _engines.get(url)
+            if engine is None:
+                engine = _engines[url] = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        if url not in _schema_ready:
+            self._apply_schema(engine, url)
+            _schema_ready.add(url)
+        return engine
+
+    def _apply_schema(self, engine: Engine, url: str) -> None:
+        try:
+            with engine.begin() as conn:
+                # Concurrent CREATE IF NOT EXISTS can still collide in the catalog; serialise it.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+                for name in schema_files():
+                    conn.exec_driver_sql(sql_text(name))
+        except sa.exc.OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise ConnectionError(f"cannot reach the candle database at {redact_url(url)}: {reason}") from None
+
+    @contextmanager
+    def day_writer(self) -> Iterator[DayWriter]:
+        """A DayWriter on one pooled connection (returned to the pool afterwards)."""
+        raw = self.engine().raw_connection()
+        try:
+            yield DayWriter(raw.driver_connection)
+        finally:
+            raw.close()
+
+    def query(self, sql_file: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query from `sql/`."""
+        with self.engine().connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql_text(sql_file), params)]
+
+    def summary(self, *, symbol: str, start: datetime, end: datetime) -> StoredSummary:
+        """Count, first/last candle and checksum of the stored 5m candles in [start, end)."""
+        rows, first, last, checksum = self.query("day_summary.sql", {"symbol": symbol, "start": start, "end": end})[0]
+        return StoredSummary(rows=rows, first_candle=first, last_candle=last, checksum=checksum)

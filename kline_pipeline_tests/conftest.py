@@ -1,0 +1,93 @@
+"""Shared fixtures: a throwaway PostgreSQL database per session and the Bybit simulator.
+
+The database is created on the PostgreSQL server at KLINE_TEST_PG_URL (default: the local
+server on 127.0.0.1:5432, as `.ci/run` starts it); if none answers, an embedded pgserver in a
+temporary directory is used instead. Both are real PostgreSQL.
+"""
+
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from kline_pipeline import clock, store as store_module
+from kline_pipeline.bybit import BybitClient
+from kline_pipeline.models import to_ms
+from kline_pipeline.simulator import BybitSimulator
+from kline_pipeline.store import KlineStore
+
+ADMIN_URL = os.environ.get("KLINE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+NOW = datetime(2025, 3, 1, 12, 2, 30, tzinfo=timezone.utc)
+"""The frozen "now" shared by the simulator and the pipeline in tests."""
+
+LISTINGS = {
+    "BTCUSDT": to_ms(datetime(2020, 3, 30, tzinfo=timezone.utc)),
+    "ETHUSDT": to_ms(datetime(2021, 3, 15, tzinfo=timezone.utc)),
+    # Listed mid-month (and off midnight) so pre-listing days and a partial listing day exist.
+    "NEWUSDT": to_ms(datetime(2025, 1, 15, 8, 0, tzinfo=timezone.utc)),
+}
+
+
+def _admin_url(tmp_root: Path) -> str:
+    try:
+        with sa.create_engine(ADMIN_URL).connect():
+            return ADMIN_URL
+    except sa.exc.OperationalError:
+        from kline_pipeline.embedded import _server
+
+        return _server(tmp_root / "pgdata").get_uri("postgres").replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a fresh database, dropped at the end of the session."""
+    admin_url = _admin_url(tmp_path_factory.mktemp("pg"))
+    name = f"kline_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    for key in [k for k in store_module._engines if sa.make_url(k).database == name]:
+        store_module._engines.pop(key).dispose()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def kline_store(database_url: str) -> KlineStore:
+    """The store on the session database, emptied before each test."""
+    store = KlineStore(database_url=database_url)
+    with store.engine().begin() as conn:
+        conn.exec_driver_sql("TRUNCATE price_klines")
+    return store
+
+
+@pytest.fixture
+def simulator() -> Iterator[BybitSimulator]:
+    sim = BybitSimulator(instruments=LISTINGS, now_ms=lambda: to_ms(NOW))
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def bybit(simulator: BybitSimulator) -> BybitClient:
+    """A client of the simulator with fast retries (the rate limit is not under test here)."""
+    return BybitClient(
+        base_url=simulator.url, timeout_seconds=2.0, max_attempts=4,
+        backoff_base_seconds=0.01, backoff_max_seconds=0.05, requests_per_second=1000.0,
+    )
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """Make the pipeline's clock agree with the simulator's."""
+    monkeypatch.setattr(clock, "utcnow", lambda: NOW)
+    return NOW

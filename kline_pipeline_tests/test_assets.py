@@ -1,0 +1,133 @@
+"""`price_klines_5m` through Dagster: single partitions, ranges, idempotency, listing dates."""
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pytest
+
+from kline_pipeline.assets import PARTITIONS_PER_RUN, price_klines_5m
+from kline_pipeline.definitions import defs
+from kline_pipeline.models import to_ms
+from kline_pipeline.partitions import symbols_partitions
+
+UTC = timezone.utc
+JAN1 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        inst.add_dynamic_partitions(symbols_partitions.name, ["BTCUSDT", "ETHUSDT", "NEWUSDT", "btcusdt"])
+        yield inst
+
+
+def run(instance, bybit, kline_store, *, key: str | None = None, first: str | None = None, last: str | None = None,
+        raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    tags = {}
+    if first:
+        tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    return dg.materialize(
+        [price_klines_5m], instance=instance, partition_key=key, tags=tags, raise_on_error=raise_on_error,
+        resources={"bybit": bybit, "kline_store": kline_store},
+    )
+
+
+def metadata(result: dg.ExecuteInProcessResult) -> dict:
+    """The run's metadata (a range run records the same summary on each of its partitions)."""
+    mats = result.asset_materializations_for_node("price_klines_5m")
+    assert len({m.partition for m in mats}) == len(mats) >= 1
+    return {k: v.value for k, v in mats[0].metadata.items()}
+
+
+def summary(kline_store, symbol: str, start: datetime, days: int):
+    return kline_store.summary(symbol=symbol, start=start, end=start + timedelta(days=days))
+
+
+def test_definitions_load_with_the_raw_asset_and_both_resources():
+    repo = defs.get_repository_def()
+    assert dg.AssetKey("price_klines_5m") in repo.asset_graph.get_all_asset_keys()
+    assert {"bybit", "kline_store"} <= set(repo.get_top_level_resources())
+    assert price_klines_5m.partitions_def.partition_dimension_names == ["date", "symbol"]
+    assert price_klines_5m.backfill_policy.max_partitions_per_run == PARTITIONS_PER_RUN
+    assert price_klines_5m.op.pool == "bybit_api"
+
+
+def test_one_partition(instance, bybit, kline_store, simulator, frozen_clock):
+    result = run(instance, bybit, kline_store, key="2025-01-01|BTCUSDT")
+    meta = metadata(result)
+    assert meta["rows"] == 288 and meta["requests"] == 2  # instruments-info + one kline window
+    assert meta["first_candle"] == "2025-01-01T00:00:00+00:00"
+    assert meta["last_candle"] == "2025-01-01T23:55:00+00:00"
+    assert summary(kline_store, "BTCUSDT", JAN1, 1).rows == 288
+    assert summary(kline_store, "BTCUSDT", JAN1 - timedelta(days=1), 1).rows == 0
+
+
+def test_january_2025_is_8928_exact_candles_in_one_run(instance, bybit, kline_store, simulator, frozen_clock):
+    result = run(instance, bybit, kline_store, first="2025-01-01|BTCUSDT", last="2025-01-31|BTCUSDT")
+    meta = metadata(result)
+    assert meta["partitions"] == 31 and meta["rows"] == 8928
+    assert meta["requests"] == 1 + 9  # 8928 candles in windows of 1000
+    got = summary(kline_store, "BTCUSDT", JAN1, 31)
+    assert got.rows == 8928
+    # Every stored value is the exchange's: compare with the simulator's own candles.
+    with kline_store.engine().connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT (extract(epoch FROM timestamp) * 1000)::bigint, open::text, high::text, low::text, close::text,"
+            " volume::text, turnover::text FROM price_klines WHERE symbol = 'BTCUSDT' ORDER BY timestamp").all()
+    want = simulator.candles("BTCUSDT", to_ms(JAN1), to_ms(JAN1 + timedelta(days=31)))
+    assert [[str(r[0]), *r[1:]] for r in rows] == [list(w) for w in want]
+
+
+def test_a_40_day_range_and_rerun_idempotency(instance, bybit, kline_store, simulator, frozen_clock):
+    run(instance, bybit, kline_store, first="2025-01-01|BTCUSDT", last="2025-02-09|BTCUSDT")
+    before = summary(kline_store, "BTCUSDT", JAN1, 40)
+    assert before.rows == 40 * 288
+    again = metadata(run(instance, bybit, kline_store, first="2025-01-01|BTCUSDT", last="2025-02-09|BTCUSDT"))
+    after = summary(kline_store, "BTCUSDT", JAN1, 40)
+    assert after == before
+    assert again["rows_changed"] == 0 and again["rows_deleted"] == 0 and again["rows"] == 40 * 288
+
+
+def test_a_second_symbol_is_stored_beside_the_first(instance, bybit, kline_store, simulator, frozen_clock):
+    run(instance, bybit, kline_store, key="2025-01-02|BTCUSDT")
+    run(instance, bybit, kline_store, key="2025-01-02|ETHUSDT")
+    day = JAN1 + timedelta(days=1)
+    btc, eth = summary(kline_store, "BTCUSDT", day, 1), summary(kline_store, "ETHUSDT", day, 1)
+    assert btc.rows == eth.rows == 288 and btc.checksum != eth.checksum
+
+
+def test_days_before_listing_are_empty_without_requests(instance, bybit, kline_store, simulator, frozen_clock):
+    meta = metadata(run(instance, bybit, kline_store, first="2025-01-10|NEWUSDT", last="2025-01-16|NEWUSDT"))
+    assert meta["days_empty_before_listing"] == 5  # Jan 10-14; Jan 15 is the listing day
+    assert meta["rows"] == 16 * 12 + 288
+    assert meta["first_candle"] == "2025-01-15T08:00:00+00:00"
+    kline = simulator.kline_requests()
+    assert len(kline) == 1 and int(kline[0].params["start"]) == to_ms(datetime(2025, 1, 15, 8, 0, tzinfo=UTC))
+    assert meta["requests"] == 2
+
+
+def test_today_stores_only_closed_candles(instance, bybit, kline_store, simulator, frozen_clock):
+    meta = metadata(run(instance, bybit, kline_store, key="2025-03-01|BTCUSDT"))  # NOW is 12:02:30
+    assert meta["rows"] == 144 and meta["last_candle"] == "2025-03-01T11:55:00+00:00"
+
+
+def test_a_malformed_symbol_fails_naming_it_and_writes_nothing(instance, bybit, kline_store, simulator, frozen_clock):
+    result = run(instance, bybit, kline_store, key="2025-01-01|btcusdt", raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "invalid symbol 'btcusdt'" in failure and "A-Z" in failure
+    assert simulator.requests == []
+    assert summary(kline_store, "btcusdt", JAN1, 1).rows == 0
+
+
+def test_a_refused_window_fails_the_run_without_a_half_written_day(instance, bybit, kline_store, simulator, frozen_clock):
+    # instruments-info and the first window (Jan 1 00:00 .. Jan 4 11:15) succeed; the second is refused.
+    simulator.inject("ok", "ok", "10001")
+    result = run(instance, bybit, kline_store, first="2025-01-01|BTCUSDT", last="2025-01-06|BTCUSDT",
+                 raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "retCode 10001" in failure and "kline BTCUSDT 2025-01-04T11:20:00+00:00" in failure
+    assert len(simulator.kline_requests()) == 2  # refused parameters are not retried, not even by Dagster
+    # The three days the first window covered are whole; Jan 4 was only partly fetched: nothing of it.
+    assert [summary(kline_store, "BTCUSDT", JAN1 + timedelta(days=d), 1).rows for d in range(6)] == [288] * 3 + [0] * 3
