@@ -10,6 +10,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.models import CANDLE_MS, Candle, from_ms, grid_floor, to_ms
+from kline_pipeline.prefetch import prefetched
 from kline_pipeline.partitions import contiguous_runs, days_by_symbol, validate_symbol
 from kline_pipeline.store import DayWriter, KlineStore
 
@@ -121,7 +122,8 @@ def ingest_days(
             start = max(day_start(run[0]), from_ms(grid_floor(to_ms(listing))))
             end = day_start(run[-1]) + DAY
             pending: dict[date, list[Candle]] = {day: [] for day in run}
-            for window in bybit.iter_kline_windows(symbol=symbol, start=start, end=end, now=now):
+            windows = bybit.iter_kline_windows(symbol=symbol, start=start, end=end, now=now)
+            for window in prefetched(windows):
                 for candle in window.candles:
                     pending[candle.start.date()].append(candle)
                 # Days wholly covered by the windows so far are final: write them now.
