@@ -11,10 +11,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _default_dagster_home() -> Path:
-    """DAGSTER_HOME if set, else `.dagster_home/` in the current directory (created on use)."""
+    """DAGSTER_HOME if set, else `.dagster_home/` in the current directory (created on use).
+
+    The project's dagster.yaml is copied there if the directory has none, so every command
+    (not only `dev`) sees the same instance configuration.
+    """
     home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
+    config, template = home / "dagster.yaml", PROJECT_ROOT / "dagster.yaml"
+    if not config.exists() and template.exists():
+        shutil.copyfile(template, config)
+        print(f"wrote {config} from {template}", file=sys.stderr)
     return home
 
 
@@ -27,11 +35,6 @@ def _instance():
 
 def cmd_dev(args: argparse.Namespace) -> int:
     home = _default_dagster_home()
-    config = home / "dagster.yaml"
-    template = PROJECT_ROOT / "dagster.yaml"
-    if not config.exists() and template.exists():
-        shutil.copyfile(template, config)
-        print(f"wrote {config} from {template}")
     print(f"DAGSTER_HOME={home}; Dagster UI on http://{args.host}:{args.port}")
     workspace = PROJECT_ROOT / "workspace.yaml"
     cmd = ["dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]

@@ -79,3 +79,11 @@ def test_simulate_exchange_serves_bybit_shapes():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_project_dagster_yaml_is_a_valid_instance_config(dagster_home, capsys):
+    assert main(["symbols", "list"]) == 0  # copies dagster.yaml into the fresh DAGSTER_HOME
+    assert "wrote" in capsys.readouterr().err
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
