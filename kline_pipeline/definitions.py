@@ -4,11 +4,14 @@ import dagster as dg
 
 from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.bybit import BybitClient
+from kline_pipeline.rollups import rollup_assets
+from kline_pipeline.sensors import rollup_refresh_sensor
 from kline_pipeline.store import KlineStore
 
 # Both resources read their environment (KLINE_DATABASE_URL, BYBIT_BASE_URL, BYBIT_CATEGORY)
 # at run time, not here: the same definitions serve the embedded default, a server, and tests.
 defs = dg.Definitions(
-    assets=[price_klines_5m],
+    assets=[price_klines_5m, *rollup_assets],
+    sensors=[rollup_refresh_sensor],
     resources={"bybit": BybitClient(), "kline_store": KlineStore()},
 )

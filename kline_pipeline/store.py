@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import dagster as dg
+import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
@@ -49,6 +50,15 @@ class DayWrite:
     candles: int
     changed: int
     deleted: int
+
+
+@dataclass(frozen=True, slots=True)
+class RollupSummary:
+    """A rollup over a window's span: what the asset reports."""
+
+    buckets: int
+    partial_buckets: int
+    last_bucket: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +140,23 @@ class KlineStore(dg.ConfigurableResource):
 
     def _apply_schema(self, engine: Engine, url: str) -> None:
         try:
-            with engine.begin() as conn:
-                # Concurrent CREATE IF NOT EXISTS can still collide in the catalog; serialise it.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
-                for name in schema_files():
-                    conn.exec_driver_sql(sql_text(name))
-        except sa.exc.OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raw = engine.raw_connection()
+        except (sa.exc.OperationalError, psycopg2.OperationalError) as exc:
+            cause = getattr(exc, "orig", None) or exc
+            reason = str(cause).strip().splitlines()[0]
             raise ConnectionError(f"cannot reach the candle database at {redact_url(url)}: {reason}") from None
+        try:
+            with raw.cursor() as cur:
+                # Concurrent CREATE IF NOT EXISTS / OR REPLACE can still collide in the catalog.
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+                for name in schema_files():
+                    cur.execute(sql_text(name))  # no parameters: the files' % signs are literal
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
 
     @contextmanager
     def day_writer(self) -> Iterator[DayWriter]:
@@ -157,3 +176,14 @@ class KlineStore(dg.ConfigurableResource):
         """Count, first/last candle and checksum of the stored 5m candles in [start, end)."""
         rows, first, last, checksum = self.query("day_summary.sql", {"symbol": symbol, "start": start, "end": end})[0]
         return StoredSummary(rows=rows, first_candle=first, last_candle=last, checksum=checksum)
+
+    def refresh_rollup(self, *, rollup: str, symbol: str, start: datetime, end: datetime) -> RollupSummary:
+        """Recompute `rollup` (a table name, e.g. price_klines_1h) for `symbol` over [start, end).
+
+        Runs `refresh_price_klines` (one transaction), then summarises the refreshed buckets.
+        """
+        params = {"rollup": rollup, "symbol": symbol, "start": start, "end": end}
+        with self.engine().begin() as conn:
+            conn.exec_driver_sql(sql_text("refresh_rollup.sql"), params)
+        buckets, partial, last = self.query("rollup_summary.sql", params)[0]
+        return RollupSummary(buckets=buckets, partial_buckets=partial, last_bucket=last)
