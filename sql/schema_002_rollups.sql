@@ -122,7 +122,11 @@ BEGIN
                  RETURNING 1)
              DELETE FROM %1$I AS t
              WHERE t.symbol = $1 AND t.bucket >= $2 AND t.bucket < $3
-               AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.bucket = t.bucket)', r.name)
+               -- One primary-key probe per stored bucket (an anti-join against the CTE was
+               -- planned as a nested loop: quadratic once the rollup table is full).
+               AND NOT EXISTS (SELECT 1 FROM price_klines p
+                               WHERE p.symbol = $1 AND p.timeframe = ''5m''
+                                 AND p.timestamp >= t.bucket AND p.timestamp < t.bucket + $4)', r.name)
         USING sym, span.span_start, span.span_end, r.stride;
     END LOOP;
 END
