@@ -4,6 +4,7 @@ import dagster as dg
 
 from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.bybit import BybitClient
+from kline_pipeline.checks import raw_checks, rollup_checks
 from kline_pipeline.rollups import rollup_assets
 from kline_pipeline.sensors import rollup_refresh_sensor
 from kline_pipeline.store import KlineStore
@@ -12,6 +13,7 @@ from kline_pipeline.store import KlineStore
 # at run time, not here: the same definitions serve the embedded default, a server, and tests.
 defs = dg.Definitions(
     assets=[price_klines_5m, *rollup_assets],
+    asset_checks=[raw_checks, rollup_checks],
     sensors=[rollup_refresh_sensor],
     resources={"bybit": BybitClient(), "kline_store": KlineStore()},
 )

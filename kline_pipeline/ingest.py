@@ -72,11 +72,17 @@ class IngestReport:
         }
 
 
-def _write(writer: DayWriter, symbol: str, day: date, candles: list[Candle], closed_until_ms: int) -> IngestReport:
+def _write(
+    writer: DayWriter, symbol: str, day: date, candles: list[Candle], *, listed_ms: int, closed_until_ms: int,
+    now: datetime,
+) -> IngestReport:
     start = day_start(day)
-    # Only the closed part of the day was fetched; stale rows are judged inside that span only.
-    end_ms = min(to_ms(start + DAY), closed_until_ms)
-    result = writer.write_day(symbol=symbol, start=start, end=from_ms(max(end_ms, to_ms(start))), candles=candles)
+    # Only the closed part of the day was fetched; stale rows and outages are judged inside it.
+    end = from_ms(max(min(to_ms(start + DAY), closed_until_ms), to_ms(start)))
+    fetched_start = from_ms(min(max(to_ms(start), listed_ms), to_ms(end)))
+    result = writer.write_day(
+        symbol=symbol, start=start, end=end, candles=candles, fetched_start=fetched_start, seen=now
+    )
     return IngestReport(
         days_written=1,
         candles=result.candles,
@@ -104,6 +110,7 @@ def ingest_days(
     report = IngestReport(partitions=len(days))
     requests_before = bybit.requests_made
     instrument = bybit.get_instrument(symbol=symbol)
+    store.record_listing(instrument, checked_at=now)
     listing = instrument.launch_time
     report = report + IngestReport(listings={symbol: listing.isoformat() if listing else "no candles yet"})
     closed_until_ms = grid_floor(to_ms(now))
@@ -117,11 +124,13 @@ def ingest_days(
         else:
             live_days.append(day)
 
+    listed_ms = grid_floor(to_ms(listing)) if listing else 0
     with store.day_writer() as writer:
         for run in contiguous_runs(live_days):
-            start = max(day_start(run[0]), from_ms(grid_floor(to_ms(listing))))
+            start = max(day_start(run[0]), from_ms(listed_ms))
             end = day_start(run[-1]) + DAY
             pending: dict[date, list[Candle]] = {day: [] for day in run}
+            where = {"listed_ms": listed_ms, "closed_until_ms": closed_until_ms, "now": now}
             windows = bybit.iter_kline_windows(symbol=symbol, start=start, end=end, now=now)
             for window in prefetched(windows):
                 for candle in window.candles:
@@ -129,9 +138,9 @@ def ingest_days(
                 # Days wholly covered by the windows so far are final: write them now.
                 covered_until = window.end_ms + CANDLE_MS
                 for day in [d for d in pending if to_ms(day_start(d) + DAY) <= covered_until]:
-                    report = report + _write(writer, symbol, day, pending.pop(day), closed_until_ms)
+                    report = report + _write(writer, symbol, day, pending.pop(day), **where)
             for day in sorted(pending):  # the partial last day, and days with no candles at all
-                report = report + _write(writer, symbol, day, pending.pop(day), closed_until_ms)
+                report = report + _write(writer, symbol, day, pending.pop(day), **where)
     log.info("%s: %d days written, %d candles", symbol, report.days_written, report.candles)
     return replace(report, requests=bybit.requests_made - requests_before)
 

@@ -18,6 +18,17 @@ def to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def parse_utc_time(value: str, *, name: str) -> datetime:
+    """Parse an ISO 8601 time with an explicit UTC offset (e.g. 2025-01-01T00:00:00Z) for field `name`."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {value!r} is not an ISO 8601 time such as 2025-01-01T00:00:00Z") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{name}: {value!r} has no UTC offset; add Z (e.g. 2025-01-01T00:00:00Z)")
+    return moment.astimezone(timezone.utc)
+
+
 def from_ms(ms: int) -> datetime:
     """Aware UTC datetime of epoch milliseconds."""
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

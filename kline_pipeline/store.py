@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
-from kline_pipeline.models import Candle
+from kline_pipeline.models import Candle, Instrument
 from kline_pipeline.sqlfiles import schema_files, sql_text
 
 # Any constant works; it only has to be the same in every process applying the schema.
@@ -91,9 +91,17 @@ class DayWriter:
             cur.execute(sql_text("stage_klines.sql"))
         self._conn.commit()
 
-    def write_day(self, *, symbol: str, start: datetime, end: datetime, candles: Sequence[Candle]) -> DayWrite:
-        """Make the stored 5m candles of `symbol` in [start, end) exactly `candles`, atomically."""
-        params = {"symbol": symbol, "start": start, "end": end}
+    def write_day(
+        self, *, symbol: str, start: datetime, end: datetime, candles: Sequence[Candle],
+        fetched_start: datetime | None = None, seen: datetime | None = None,
+    ) -> DayWrite:
+        """Make the stored 5m candles of `symbol` in [start, end) exactly `candles`, atomically.
+
+        With `fetched_start` (and `seen`, the time of the fetch), [fetched_start, end) was
+        fetched completely: its spans without candles are recorded as exchange outages in the
+        same transaction, and outages there that no longer hold are removed.
+        """
+        params = {"symbol": symbol, "start": start, "end": end, "fetched_start": fetched_start, "seen": seen}
         try:
             with self._conn.cursor() as cur:
                 cur.copy_expert("COPY kline_stage FROM STDIN", _copy_buffer(candles))
@@ -101,6 +109,8 @@ class DayWriter:
                 changed = cur.rowcount
                 cur.execute(sql_text("delete_stale_klines.sql"), params)
                 deleted = cur.rowcount
+                if fetched_start is not None:
+                    cur.execute(sql_text("record_gaps.sql"), params)
             self._conn.commit()
         except BaseException:
             self._conn.rollback()
@@ -167,6 +177,18 @@ class KlineStore(dg.ConfigurableResource):
         finally:
             raw.close()
 
+    def record_listing(self, instrument: Instrument, *, checked_at: datetime) -> None:
+        """Remember a symbol's listing time, so checks and gap reports need no request."""
+        self.execute("upsert_listing.sql", {
+            "symbol": instrument.symbol, "category": instrument.category,
+            "launch_time": instrument.launch_time, "checked_at": checked_at,
+        })
+
+    def execute(self, sql_file: str, params: dict[str, Any]) -> None:
+        """Run one statement from `sql/` in its own transaction."""
+        with self.engine().begin() as conn:
+            conn.exec_driver_sql(sql_text(sql_file), params)
+
     def query(self, sql_file: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Rows of a read-only query from `sql/`."""
         with self.engine().connect() as conn:
@@ -183,7 +205,6 @@ class KlineStore(dg.ConfigurableResource):
         Runs `refresh_price_klines` (one transaction), then summarises the refreshed buckets.
         """
         params = {"rollup": rollup, "symbol": symbol, "start": start, "end": end}
-        with self.engine().begin() as conn:
-            conn.exec_driver_sql(sql_text("refresh_rollup.sql"), params)
+        self.execute("refresh_rollup.sql", params)
         buckets, partial, last = self.query("rollup_summary.sql", params)[0]
         return RollupSummary(buckets=buckets, partial_buckets=partial, last_bucket=last)

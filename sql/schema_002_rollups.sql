@@ -71,10 +71,34 @@ BEGIN
 END
 $$;
 
+-- The exact buckets of one rollup for one symbol over a window's span, computed from the 5m
+-- candles: open = first open by time, close = last close by time, high = max, low = min,
+-- volume/turnover = sums, candle_count = 5m candles in the bucket. The one aggregation: the
+-- refresh writes it, the asset check compares the stored rows with it.
+CREATE OR REPLACE FUNCTION price_kline_rollup_compute(rollup text, window_start timestamptz, window_end timestamptz,
+                                                      only_symbol text)
+RETURNS TABLE (symbol text, bucket timestamptz, open numeric, high numeric, low numeric, close numeric,
+               volume numeric, turnover numeric, candle_count integer)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    r price_kline_rollups := price_kline_rollup(rollup);
+    span record;
+BEGIN
+    SELECT * INTO span FROM price_kline_rollup_span(rollup, window_start, window_end);
+    RETURN QUERY
+    SELECT only_symbol, date_bin(r.stride, p.timestamp, '2000-01-01 00:00+00'),
+           (array_agg(p.open ORDER BY p.timestamp))[1], max(p.high), min(p.low),
+           (array_agg(p.close ORDER BY p.timestamp DESC))[1], sum(p.volume), sum(p.turnover), count(*)::integer
+    FROM price_klines AS p
+    WHERE p.symbol = only_symbol AND p.timeframe = '5m' AND p.timestamp >= span.span_start AND p.timestamp < span.span_end
+    GROUP BY 2;
+END
+$$;
+
 -- Recompute the buckets of one rollup over a window, for one symbol or (NULL) all symbols,
--- exactly, in one transaction: open = first open by time, close = last close by time,
--- high = max, low = min, volume/turnover = sums, candle_count = 5m candles in the bucket.
--- Buckets whose 5m candles disappeared are removed; unchanged buckets are not rewritten.
+-- exactly (price_kline_rollup_compute), in one transaction. Buckets whose 5m candles
+-- disappeared are removed; unchanged buckets are not rewritten.
 -- Example (the old manual refresh):
 --   CALL refresh_price_klines('price_klines_1d', '2025-01-01 00:00+00', '2025-02-01 00:00+00');
 CREATE OR REPLACE PROCEDURE refresh_price_klines(rollup text, window_start timestamptz, window_end timestamptz,
@@ -103,32 +127,48 @@ BEGIN
         SELECT only_symbol WHERE only_symbol IS NOT NULL
     LOOP
         EXECUTE format(
-            'WITH fresh AS (
-                 SELECT $1::text AS symbol, date_bin($4, timestamp, ''2000-01-01 00:00+00'') AS bucket,
-                        (array_agg(open ORDER BY timestamp))[1] AS open, max(high) AS high, min(low) AS low,
-                        (array_agg(close ORDER BY timestamp DESC))[1] AS close,
-                        sum(volume) AS volume, sum(turnover) AS turnover, count(*)::integer AS candle_count
-                 FROM price_klines
-                 WHERE symbol = $1 AND timeframe = ''5m'' AND timestamp >= $2 AND timestamp < $3
-                 GROUP BY 2),
-             upserted AS (
-                 INSERT INTO %1$I AS t SELECT * FROM fresh
-                 ON CONFLICT (symbol, bucket) DO UPDATE
-                 SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
-                     volume = EXCLUDED.volume, turnover = EXCLUDED.turnover, candle_count = EXCLUDED.candle_count
-                 WHERE (t.open, t.high, t.low, t.close, t.volume, t.turnover, t.candle_count) IS DISTINCT FROM
-                       (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume,
-                        EXCLUDED.turnover, EXCLUDED.candle_count)
-                 RETURNING 1)
-             DELETE FROM %1$I AS t
+            'INSERT INTO %1$I AS t SELECT * FROM price_kline_rollup_compute($5, $2, $3, $1)
+             ON CONFLICT (symbol, bucket) DO UPDATE
+             SET open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+                 volume = EXCLUDED.volume, turnover = EXCLUDED.turnover, candle_count = EXCLUDED.candle_count
+             WHERE (t.open, t.high, t.low, t.close, t.volume, t.turnover, t.candle_count) IS DISTINCT FROM
+                   (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume,
+                    EXCLUDED.turnover, EXCLUDED.candle_count)', r.name)
+        USING sym, span.span_start, span.span_end, r.stride, rollup;
+        EXECUTE format(
+            'DELETE FROM %1$I AS t
              WHERE t.symbol = $1 AND t.bucket >= $2 AND t.bucket < $3
-               -- One primary-key probe per stored bucket (an anti-join against the CTE was
-               -- planned as a nested loop: quadratic once the rollup table is full).
+               -- One primary-key probe per stored bucket (an anti-join against the fresh buckets
+               -- was planned as a nested loop: quadratic once the rollup table is full).
                AND NOT EXISTS (SELECT 1 FROM price_klines p
                                WHERE p.symbol = $1 AND p.timeframe = ''5m''
                                  AND p.timestamp >= t.bucket AND p.timestamp < t.bucket + $4)', r.name)
         USING sym, span.span_start, span.span_end, r.stride;
     END LOOP;
+END
+$$;
+
+-- Stored buckets of one symbol's rollup over a window's span that differ from an exact
+-- recomputation (missing, extra or changed): what the rollup asset check reports.
+CREATE OR REPLACE FUNCTION price_kline_rollup_mismatches(rollup text, window_start timestamptz, window_end timestamptz,
+                                                         only_symbol text)
+RETURNS TABLE (bucket timestamptz, problem text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    r price_kline_rollups := price_kline_rollup(rollup);
+    span record;
+BEGIN
+    SELECT * INTO span FROM price_kline_rollup_span(rollup, window_start, window_end);
+    RETURN QUERY EXECUTE format(
+        'SELECT coalesce(t.bucket, c.bucket),
+                CASE WHEN t.bucket IS NULL THEN ''missing'' WHEN c.bucket IS NULL THEN ''extra'' ELSE ''differs'' END
+         FROM (SELECT * FROM %I WHERE symbol = $1 AND bucket >= $2 AND bucket < $3) AS t
+         FULL JOIN price_kline_rollup_compute($4, $2, $3, $1) AS c ON c.bucket = t.bucket
+         WHERE t.bucket IS NULL OR c.bucket IS NULL
+            OR (t.open, t.high, t.low, t.close, t.volume, t.turnover, t.candle_count) IS DISTINCT FROM
+               (c.open, c.high, c.low, c.close, c.volume, c.turnover, c.candle_count)
+         ORDER BY 1', r.name)
+        USING only_symbol, span.span_start, span.span_end, rollup;
 END
 $$;
 

@@ -1,0 +1,175 @@
+"""Per-partition asset checks on the raw candles and the rollups.
+
+Each check is a predicate evaluated per (day, symbol) partition. In a run covering one
+partition Dagster attaches the result to it; in a run covering a range it would record one
+result with partition=None (measured on dagster 1.13.27), so there every partition's result
+is also logged as its own `AssetCheckEvaluation` and the required result summarises the run.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import dagster as dg
+
+from kline_pipeline import clock
+from kline_pipeline.assets import price_klines_5m
+from kline_pipeline.gaps import MISSING, NOT_LISTED, OUTAGE, gap_report
+from kline_pipeline.ingest import DAY, day_start
+from kline_pipeline.models import CANDLE_MS, from_ms, grid_floor, to_ms
+from kline_pipeline.partitions import kline_partitions, split_partition_key
+from kline_pipeline.rollups import ROLLUPS, Rollup, rollup_assets
+from kline_pipeline.store import KlineStore
+
+ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
+
+
+@dataclass(frozen=True)
+class Outcome:
+    passed: bool
+    severity: dg.AssetCheckSeverity = ERROR
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+Evaluator = Callable[[KlineStore, str, datetime], Outcome]
+
+
+def no_missing_candles(store: KlineStore, key: str, now: datetime) -> Outcome:
+    """Every expected 5m candle of the day is stored: holes explained by a recorded exchange
+    outage fail with WARN, unexplained holes with ERROR; days before listing pass."""
+    day, symbol = split_partition_key(key)
+    report = gap_report(store, symbol=symbol, start=day_start(day), end=day_start(day) + DAY, now=now)
+    totals = report.totals
+    metadata: dict[str, object] = {
+        "expected": report.expected, "present": report.present, "missing": totals[MISSING],
+        "exchange_outage": totals[OUTAGE], "not_listed": totals[NOT_LISTED],
+        "gaps": dg.MetadataValue.md(report.markdown()),
+    }
+    if totals[MISSING]:
+        return Outcome(False, ERROR, metadata)
+    if totals[OUTAGE]:
+        return Outcome(False, WARN, metadata)
+    return Outcome(True, metadata=metadata)
+
+
+def valid_ohlcv(store: KlineStore, key: str, now: datetime) -> Outcome:
+    """Every stored candle of the day is on the grid, closed, positive, with low ≤ open/close ≤ high
+    and non-negative volume and turnover."""
+    day, symbol = split_partition_key(key)
+    rows = store.query("ohlcv_violations.sql", {
+        "symbol": symbol, "start": day_start(day), "end": day_start(day) + DAY,
+        "closed_until": from_ms(grid_floor(to_ms(now))),
+    })
+    metadata: dict[str, object] = {"violations": sum(r[1] for r in rows)}
+    metadata.update({f"rule: {rule}": f"{n} candles, first at {first.isoformat()}" for rule, n, first in rows})
+    return Outcome(not rows, ERROR, metadata)
+
+
+def continuous_with_previous_day(store: KlineStore, key: str, now: datetime) -> Outcome:
+    """The previous day's last candle (23:55) is stored, unless the symbol was not listed yet
+    (passes) or a recorded exchange outage explains it (WARN)."""
+    day, symbol = split_partition_key(key)
+    boundary = day_start(day)
+    report = gap_report(store, symbol=symbol, start=boundary - timedelta(milliseconds=CANDLE_MS), end=boundary, now=now)
+    causes = {span.cause for span in report.spans}
+    metadata: dict[str, object] = {"previous_candle": (boundary - timedelta(minutes=5)).isoformat(),
+                                   "state": "present" if report.present else ", ".join(sorted(causes))}
+    if MISSING in causes:
+        return Outcome(False, ERROR, metadata)
+    if OUTAGE in causes:
+        return Outcome(False, WARN, metadata)
+    return Outcome(True, metadata=metadata)
+
+
+def rollup_matches_recomputation(rollup: Rollup) -> Evaluator:
+    def evaluate(store: KlineStore, key: str, now: datetime) -> Outcome:
+        day, symbol = split_partition_key(key)
+        rows = store.query("rollup_mismatches.sql", {
+            "rollup": rollup.table, "symbol": symbol, "start": day_start(day), "end": day_start(day) + DAY})
+        metadata: dict[str, object] = {"mismatched_buckets": len(rows)}
+        if rows:
+            metadata["first_mismatches"] = ", ".join(f"{b:%Y-%m-%d %H:%M} {p}" for b, p in rows[:20])
+        return Outcome(not rows, ERROR, metadata)
+
+    evaluate.__doc__ = f"Stored {rollup.table} buckets equal an exact recomputation from the 5m candles."
+    return evaluate
+
+
+def rollup_buckets_complete(rollup: Rollup) -> Evaluator:
+    def evaluate(store: KlineStore, key: str, now: datetime) -> Outcome:
+        day, symbol = split_partition_key(key)
+        window = {"rollup": rollup.table, "symbol": symbol, "start": day_start(day), "end": day_start(day) + DAY}
+        partial = store.query("rollup_partial_buckets.sql", window)
+        report = gap_report(store, symbol=symbol, start=window["start"], end=window["end"], now=now)
+        stride = rollup.minutes * 60_000
+        # Buckets touched by candles that nothing explains (not an outage, listing or the clock).
+        unexplained = sorted({
+            from_ms(ms // stride * stride)
+            for span in report.spans if span.cause == MISSING
+            for ms in range(to_ms(span.start), to_ms(span.end), CANDLE_MS)
+        })
+        metadata: dict[str, object] = {
+            "partial_buckets": len(partial), "unexplained_buckets": len(unexplained),
+            "full_bucket_candles": rollup.full_count,
+        }
+        if unexplained:
+            metadata["first_unexplained"] = ", ".join(f"{b:%Y-%m-%d %H:%M}" for b in unexplained[:20])
+        return Outcome(not unexplained, ERROR, metadata)
+
+    evaluate.__doc__ = (f"Every {rollup.table} bucket holds all {rollup.full_count} candles unless an exchange "
+                        "outage, the listing or the clock explains the shortfall.")
+    return evaluate
+
+
+def _spec(asset: dg.AssetsDefinition, name: str, evaluator: Evaluator) -> tuple[dg.AssetCheckSpec, Evaluator]:
+    spec = dg.AssetCheckSpec(name, asset=asset, partitions_def=kline_partitions, description=evaluator.__doc__)
+    return spec, evaluator
+
+
+def evaluate_partitions(
+    context: dg.AssetCheckExecutionContext, store: KlineStore, evaluators: dict[dg.AssetCheckKey, Evaluator],
+) -> Iterator[dg.AssetCheckResult]:
+    """Run each selected check on each partition of the run; see the module docstring."""
+    op_context = context.op_execution_context
+    keys = list(op_context.partition_keys)
+    now = clock.utcnow()
+    for check_key in sorted(context.selected_asset_check_keys, key=str):
+        evaluate = evaluators[check_key]
+        outcomes = {key: evaluate(store, key, now) for key in keys}
+        if len(keys) == 1:
+            outcome = outcomes[keys[0]]
+            yield dg.AssetCheckResult(asset_key=check_key.asset_key, check_name=check_key.name,
+                                      passed=outcome.passed, severity=outcome.severity, metadata=outcome.metadata)
+            continue
+        for key, outcome in outcomes.items():
+            op_context.log_event(dg.AssetCheckEvaluation(
+                asset_key=check_key.asset_key, check_name=check_key.name, passed=outcome.passed,
+                severity=outcome.severity, metadata=outcome.metadata, partition=key))
+        failed = [k for k, o in outcomes.items() if not o.passed]
+        worst = ERROR if any(outcomes[k].severity == ERROR for k in failed) else WARN
+        yield dg.AssetCheckResult(
+            asset_key=check_key.asset_key, check_name=check_key.name, passed=not failed, severity=worst,
+            metadata={"partitions": len(keys), "failed_partitions": len(failed),
+                      "first_failed": ", ".join(failed[:50]) or "none"},
+        )
+
+
+_RAW = [_spec(price_klines_5m, f.__name__, f) for f in (no_missing_candles, valid_ohlcv, continuous_with_previous_day)]
+_ROLLUP = [
+    pair
+    for rollup, asset in zip(ROLLUPS, rollup_assets, strict=True)
+    for pair in (_spec(asset, "matches_recomputation", rollup_matches_recomputation(rollup)),
+                 _spec(asset, "buckets_complete", rollup_buckets_complete(rollup)))
+]
+
+
+@dg.multi_asset_check(specs=[spec for spec, _ in _RAW], can_subset=True, name="price_klines_5m_checks")
+def raw_checks(context: dg.AssetCheckExecutionContext, kline_store: KlineStore) -> Iterator[dg.AssetCheckResult]:
+    """Completeness, validity and day-boundary continuity of the stored 5m candles (reads only)."""
+    yield from evaluate_partitions(context, kline_store, {spec.key: f for spec, f in _RAW})
+
+
+@dg.multi_asset_check(specs=[spec for spec, _ in _ROLLUP], can_subset=True, name="rollup_checks")
+def rollup_checks(context: dg.AssetCheckExecutionContext, kline_store: KlineStore) -> Iterator[dg.AssetCheckResult]:
+    """Each rollup equals a recomputation from the 5m candles and its short buckets are explained."""
+    yield from evaluate_partitions(context, kline_store, {spec.key: f for spec, f in _ROLLUP})

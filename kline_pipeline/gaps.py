@@ -1,0 +1,148 @@
+"""Gap reports: which expected 5-minute candles are absent over a range, and why.
+
+Holes are found by one SQL query over the primary-key index (`sql/gap_holes.sql`); each hole
+is then split against the few intervals that explain absences: before the listing
+(`not_listed`), at or after the last closed candle (`not_yet_closed`), inside a recorded
+exchange outage (`exchange_outage`); the rest is `missing` (never fetched, or lost).
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kline_pipeline.models import CANDLE_MS, from_ms, grid_ceil, grid_floor, to_ms
+from kline_pipeline.partitions import validate_symbol
+from kline_pipeline.store import KlineStore
+
+MISSING = "missing"
+OUTAGE = "exchange_outage"
+NOT_LISTED = "not_listed"
+NOT_CLOSED = "not_yet_closed"
+CAUSES = (MISSING, OUTAGE, NOT_LISTED, NOT_CLOSED)
+
+
+@dataclass(frozen=True, slots=True)
+class GapSpan:
+    """[start, end) of absent candles sharing one cause."""
+
+    start: datetime
+    end: datetime
+    cause: str
+
+    @property
+    def candles(self) -> int:
+        return (to_ms(self.end) - to_ms(self.start)) // CANDLE_MS
+
+
+@dataclass(frozen=True)
+class GapReport:
+    symbol: str
+    start: datetime
+    end: datetime
+    listing: datetime | None
+    listing_known: bool
+    present: int
+    spans: tuple[GapSpan, ...] = field(default_factory=tuple)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        counts = Counter({cause: 0 for cause in CAUSES})
+        for span in self.spans:
+            counts[span.cause] += span.candles
+        return dict(counts)
+
+    @property
+    def expected(self) -> int:
+        """Candles that should exist: the grid minus what is not listed or not yet closed."""
+        totals = self.totals
+        grid = (to_ms(self.end) - to_ms(self.start)) // CANDLE_MS
+        return grid - totals[NOT_LISTED] - totals[NOT_CLOSED]
+
+    @property
+    def missing(self) -> int:
+        return self.totals[MISSING]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "symbol": self.symbol,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "listing": self.listing.isoformat() if self.listing else None,
+            "expected": self.expected,
+            "present": self.present,
+            "totals": self.totals,
+            "gaps": [
+                {"start": s.start.isoformat(), "end": s.end.isoformat(), "candles": s.candles, "cause": s.cause}
+                for s in self.spans
+            ],
+        }
+
+    def markdown(self, limit: int = 50) -> str:
+        """The spans as a markdown table (first `limit` rows), for asset-check metadata."""
+        lines = ["| start | end | candles | cause |", "|---|---|---|---|"]
+        lines += [f"| {s.start:%Y-%m-%d %H:%M} | {s.end:%Y-%m-%d %H:%M} | {s.candles} | {s.cause} |"
+                  for s in self.spans[:limit]]
+        if len(self.spans) > limit:
+            lines.append(f"| … | {len(self.spans) - limit} more spans | | |")
+        return "\n".join(lines)
+
+
+def _subtract(span: tuple[int, int], cuts: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Split `span` into (parts inside any of `cuts`, parts outside), in ms, sorted."""
+    inside, outside, cursor = [], [], span[0]
+    for lo, hi in sorted(cuts):
+        lo, hi = max(lo, span[0]), min(hi, span[1])
+        if lo >= hi or hi <= cursor:
+            continue
+        if lo > cursor:
+            outside.append((cursor, lo))
+        inside.append((max(lo, cursor), hi))
+        cursor = hi
+    if cursor < span[1]:
+        outside.append((cursor, span[1]))
+    return inside, outside
+
+
+def classify(hole: tuple[int, int], *, listed_ms: int | None, closed_ms: int, outages: list[tuple[int, int]]) -> list[GapSpan]:
+    """Split one hole (ms) by cause; see the module docstring."""
+    parts: list[tuple[int, int, str]] = []
+    lo, hi = hole
+    if listed_ms is not None and lo < listed_ms:
+        parts.append((lo, min(hi, listed_ms), NOT_LISTED))
+        lo = min(hi, listed_ms)
+    if hi > closed_ms and lo < hi:
+        parts.append((max(lo, closed_ms), hi, NOT_CLOSED))
+        hi = max(lo, closed_ms)
+    if lo < hi:
+        inside, outside = _subtract((lo, hi), outages)
+        parts += [(a, b, OUTAGE) for a, b in inside] + [(a, b, MISSING) for a, b in outside]
+    merged: list[tuple[int, int, str]] = []
+    for a, b, cause in sorted(parts):
+        if merged and merged[-1][1] == a and merged[-1][2] == cause:  # ledger rows end at midnight
+            merged[-1] = (merged[-1][0], b, cause)
+        else:
+            merged.append((a, b, cause))
+    return [GapSpan(from_ms(a), from_ms(b), cause) for a, b, cause in merged]
+
+
+def gap_report(store: KlineStore, *, symbol: str, start: datetime, end: datetime, now: datetime) -> GapReport:
+    """Absent candles of `symbol` opening in [start, end), classified; see the module docstring."""
+    validate_symbol(symbol)
+    if start >= end:
+        raise ValueError(f"invalid range: start {start.isoformat()} is not before end {end.isoformat()}")
+    lo, hi = from_ms(grid_ceil(to_ms(start))), from_ms(grid_ceil(to_ms(end)))
+    params = {"symbol": symbol, "start": lo, "end": hi}
+    rows = store.query("gap_holes.sql", params)
+    present = rows[-1][2]
+    holes = [(to_ms(a), to_ms(b)) for a, b, _ in rows if a is not None]
+    context = store.query("gap_context.sql", params)
+    launch, listing_known = context[0][0], context[0][1]
+    outages = [(to_ms(a), to_ms(b)) for _, _, a, b in context if a is not None]
+    # A symbol never ingested has no known listing: its holes are simply missing.
+    listed_ms = (grid_floor(to_ms(launch)) if launch else to_ms(hi)) if listing_known else None
+    spans = [
+        span for hole in holes
+        for span in classify(hole, listed_ms=listed_ms, closed_ms=grid_floor(to_ms(now)), outages=outages)
+    ]
+    return GapReport(symbol=symbol, start=lo, end=hi, listing=launch, listing_known=listing_known,
+                     present=present, spans=tuple(spans))

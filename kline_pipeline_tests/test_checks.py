@@ -1,0 +1,129 @@
+"""Asset checks per partition: raw completeness, validity, continuity, and the rollups."""
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pytest
+
+from kline_pipeline.assets import price_klines_5m
+from kline_pipeline.checks import raw_checks, rollup_checks
+from kline_pipeline.models import to_ms
+from kline_pipeline.partitions import kline_partitions, symbols_partitions
+from kline_pipeline.rollups import rollup_assets
+
+UTC = timezone.utc
+JAN1 = datetime(2025, 1, 1, tzinfo=UTC)
+RAW = dg.AssetKey("price_klines_5m")
+EVERYTHING = [price_klines_5m, *rollup_assets, raw_checks, rollup_checks]
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        inst.add_dynamic_partitions(symbols_partitions.name, ["BTCUSDT", "NEWUSDT"])
+        yield inst
+
+
+@pytest.fixture
+def store(kline_store):
+    with kline_store.engine().begin() as conn:
+        conn.exec_driver_sql("TRUNCATE price_kline_gaps, price_kline_listings")
+    return kline_store
+
+
+def run(instance, bybit, store, *, key=None, first=None, last=None, selection=None):
+    """Materialise everything (or only `selection`, e.g. just the checks, like the UI's "Execute checks")."""
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last} if first else {}
+    job = dg.define_asset_job("under_test", selection=selection or dg.AssetSelection.all(include_sources=False),
+                              partitions_def=kline_partitions)
+    defs = dg.Definitions(assets=EVERYTHING[:-2], asset_checks=EVERYTHING[-2:], jobs=[job],
+                          resources={"bybit": bybit, "kline_store": store})
+    if key and selection is not None:
+        # A checks-only job has no asset to carry the partitions definition: tag the run as the UI does.
+        day, symbol = key.split("|")
+        tags, key = {"dagster/partition": key, "dagster/partition/date": day, "dagster/partition/symbol": symbol}, None
+    return defs.resolve_job_def("under_test").execute_in_process(instance=instance, partition_key=key, tags=tags)
+
+
+def results(result) -> dict[tuple[str, str, str | None], dg.AssetCheckEvaluation]:
+    """(asset, check, partition) -> evaluation, for the evaluations recorded per partition."""
+    return {(e.asset_key.path[-1], e.check_name, e.partition): e for e in result.get_asset_check_evaluations()}
+
+
+def outcome(evaluation) -> str:
+    return "passed" if evaluation.passed else f"failed {evaluation.severity.value}"
+
+
+def test_a_complete_day_passes_every_check(instance, bybit, store, simulator, frozen_clock):
+    run(instance, bybit, store, key="2025-01-01|BTCUSDT")
+    got = results(run(instance, bybit, store, key="2025-01-02|BTCUSDT"))
+    assert len(got) == 3 + 12
+    assert {k: outcome(e) for k, e in got.items() if not e.passed} == {}
+    meta = got[("price_klines_5m", "no_missing_candles", "2025-01-02|BTCUSDT")].metadata
+    assert meta["expected"].value == 288 and meta["present"].value == 288 and meta["missing"].value == 0
+
+
+def test_an_exchange_outage_warns_and_explains_short_buckets(instance, bybit, store, simulator, frozen_clock):
+    day = JAN1 + timedelta(days=2)
+    simulator.add_outage("BTCUSDT", to_ms(day + timedelta(hours=6)), to_ms(day + timedelta(hours=6, minutes=10)))
+    run(instance, bybit, store, key="2025-01-02|BTCUSDT")
+    got = results(run(instance, bybit, store, key="2025-01-03|BTCUSDT"))
+    missing = got[("price_klines_5m", "no_missing_candles", "2025-01-03|BTCUSDT")]
+    assert outcome(missing) == "failed WARN"
+    assert missing.metadata["exchange_outage"].value == 2 and missing.metadata["missing"].value == 0
+    assert "| 2025-01-03 06:00 | 2025-01-03 06:10 | 2 | exchange_outage |" in missing.metadata["gaps"].value
+    complete = got[("price_klines_15m", "buckets_complete", "2025-01-03|BTCUSDT")]
+    assert complete.passed and complete.metadata["partial_buckets"].value == 1
+
+
+def test_rows_deleted_by_hand_fail_with_error_when_the_checks_run_again(instance, bybit, store, simulator, frozen_clock):
+    run(instance, bybit, store, first="2025-01-01|BTCUSDT", last="2025-01-02|BTCUSDT")
+    with store.engine().begin() as conn:
+        conn.exec_driver_sql("DELETE FROM price_klines WHERE symbol = 'BTCUSDT' AND timestamp >= '2025-01-02 10:00+00' "
+                             "AND timestamp < '2025-01-02 10:30+00'")
+        conn.exec_driver_sql("DELETE FROM price_klines WHERE symbol = 'BTCUSDT' AND timestamp = '2025-01-01 23:55+00'")
+    checks_only = dg.AssetSelection.checks_for_assets(price_klines_5m, *rollup_assets)
+    got = results(run(instance, bybit, store, key="2025-01-02|BTCUSDT", selection=checks_only))
+    key = "2025-01-02|BTCUSDT"
+    missing = got[("price_klines_5m", "no_missing_candles", key)]
+    assert outcome(missing) == "failed ERROR" and missing.metadata["missing"].value == 6
+    assert outcome(got[("price_klines_5m", "continuous_with_previous_day", key)]) == "failed ERROR"
+    # The rollups were not refreshed after the deletion: stale buckets and unexplained short ones.
+    exact = got[("price_klines_1h", "matches_recomputation", key)]
+    assert outcome(exact) == "failed ERROR" and exact.metadata["mismatched_buckets"].value == 1
+    assert outcome(got[("price_klines_1d", "buckets_complete", key)]) == "failed ERROR"
+
+
+def test_pre_listing_and_todays_partial_day_pass(instance, bybit, store, simulator, frozen_clock):
+    got = results(run(instance, bybit, store, key="2025-01-10|NEWUSDT"))
+    assert outcome(got[("price_klines_5m", "no_missing_candles", "2025-01-10|NEWUSDT")]) == "passed"
+    assert outcome(got[("price_klines_5m", "continuous_with_previous_day", "2025-01-10|NEWUSDT")]) == "passed"
+    run(instance, bybit, store, key="2025-02-28|BTCUSDT")
+    today = results(run(instance, bybit, store, key="2025-03-01|BTCUSDT"))  # NOW is 12:02:30
+    check = today[("price_klines_5m", "no_missing_candles", "2025-03-01|BTCUSDT")]
+    assert check.passed and check.metadata["expected"].value == 144
+    assert {k: outcome(e) for k, e in today.items() if not e.passed} == {}
+
+
+def test_a_bad_ohlc_row_fails_valid_ohlcv_naming_the_rule(instance, bybit, store, simulator, frozen_clock):
+    run(instance, bybit, store, key="2025-01-01|BTCUSDT")
+    with store.engine().begin() as conn:
+        conn.exec_driver_sql("UPDATE price_klines SET high = low - 1 WHERE symbol = 'BTCUSDT' "
+                             "AND timestamp = '2025-01-01 12:00+00'")
+    got = results(run(instance, bybit, store, key="2025-01-01|BTCUSDT",
+                      selection=dg.AssetSelection.checks_for_assets(price_klines_5m)))
+    valid = got[("price_klines_5m", "valid_ohlcv", "2025-01-01|BTCUSDT")]
+    assert outcome(valid) == "failed ERROR" and valid.metadata["violations"].value == 1
+    assert valid.metadata["rule: high below low"].value == "1 candles, first at 2025-01-01T12:00:00+00:00"
+
+
+def test_a_range_run_records_one_result_per_partition(instance, bybit, store, simulator, frozen_clock):
+    simulator.add_outage("BTCUSDT", to_ms(JAN1 + timedelta(days=1, hours=1)), to_ms(JAN1 + timedelta(days=1, hours=2)))
+    run(instance, bybit, store, first="2025-01-01|BTCUSDT", last="2025-01-04|BTCUSDT")
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(RAW, "no_missing_candles"), limit=50)
+    by_partition = {r.partition: r for r in history}
+    assert {p for p in by_partition if p} == {f"2025-01-0{d}|BTCUSDT" for d in range(1, 5)}
+    evaluations = {p: r.event.dagster_event.event_specific_data for p, r in by_partition.items() if p}
+    assert [evaluations[f"2025-01-0{d}|BTCUSDT"].passed for d in range(1, 5)] == [True, False, True, True]
+    assert evaluations["2025-01-02|BTCUSDT"].severity == dg.AssetCheckSeverity.WARN
