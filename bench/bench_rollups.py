@@ -9,21 +9,18 @@ history). A timing here is a figure to read, not a pass/fail test.
 """
 
 import argparse
-import os
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
-import sqlalchemy as sa
+from common import admin_url_default, load_days, throwaway_store
 
 from kline_pipeline.ingest import day_start
-from kline_pipeline.models import Candle, to_ms
 from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline.simulator import BybitSimulator
 from kline_pipeline.store import KlineStore
 
 SYMBOL = "BTCUSDT"
 YEAR_START = date(2025, 1, 1)
-DEFAULT_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 MATVIEW_SQL = """
 CREATE MATERIALIZED VIEW IF NOT EXISTS bench_mv_{tf} AS
@@ -33,19 +30,6 @@ SELECT symbol, date_bin('{minutes} minutes', timestamp, '2000-01-01 00:00+00') A
        sum(turnover) AS turnover, count(*) AS candle_count
 FROM price_klines WHERE timeframe = '5m' GROUP BY 1, 2
 """
-
-
-def load_days(store: KlineStore, sim: BybitSimulator, first: date, days: int) -> int:
-    """Write `days` days of the simulator's candles directly (no HTTP: this benchmark is about SQL)."""
-    total = 0
-    with store.day_writer() as writer:
-        for i in range(days):
-            start = day_start(first + timedelta(days=i))
-            rows = sim.candles(SYMBOL, to_ms(start), to_ms(start + timedelta(days=1)))
-            candles = [Candle(int(r[0]), *r[1:7]) for r in rows]
-            writer.write_day(symbol=SYMBOL, start=start, end=start + timedelta(days=1), candles=candles)
-            total += len(candles)
-    return total
 
 
 def refresh_all(store: KlineStore, start: datetime, end: datetime) -> float:
@@ -63,21 +47,14 @@ def truncate_rollups(store: KlineStore) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--admin-url", default=os.environ.get("KLINE_TEST_PG_URL", DEFAULT_ADMIN_URL))
+    parser.add_argument("--admin-url", default=admin_url_default())
+    parser.add_argument("--days", type=int, default=365, help="days of history for the year figures")
     args = parser.parse_args()
-    name = f"kline_bench_rollups_{os.getpid()}"
-    admin = sa.create_engine(args.admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    store = KlineStore(database_url=sa.make_url(args.admin_url).set(database=name).render_as_string(hide_password=False))
     sim = BybitSimulator()
-    try:
+    with throwaway_store(args.admin_url, "rollups") as store:
         year_start = day_start(YEAR_START)
-        year_end = year_start + timedelta(days=365)
-        candles = load_days(store, sim, YEAR_START, 365)
-        with store.engine().begin() as conn:
-            conn.exec_driver_sql("ANALYZE price_klines")
-
+        year_end = year_start + timedelta(days=args.days)
+        candles = load_days(store, sim, SYMBOL, YEAR_START, args.days)
         cold = refresh_all(store, year_start, year_end)       # empty rollup tables: every bucket inserted
         warm = refresh_all(store, year_start, year_end)       # everything present: nothing rewritten
         with store.engine().begin() as conn:
@@ -89,32 +66,25 @@ def main() -> None:
                 conn.exec_driver_sql(f"REFRESH MATERIALIZED VIEW bench_mv_{rollup.timeframe}")
         matview = time.perf_counter() - t0
 
-        probe_day = day_start(date(2025, 6, 15))
+        probe_day = year_start + timedelta(days=args.days // 2)
+
         def one_day(repeats: int = 60) -> float:
-            times = []
-            for _ in range(repeats):
-                times.append(refresh_all(store, probe_day, probe_day + timedelta(days=1)))
-            return sorted(times)[len(times) // 2]
+            times = sorted(refresh_all(store, probe_day, probe_day + timedelta(days=1)) for _ in range(repeats))
+            return times[len(times) // 2]
 
         day_1y = one_day()
-        extra = load_days(store, sim, date(2021, 1, 1), 4 * 365)  # four more years of history
-        with store.engine().begin() as conn:
-            conn.exec_driver_sql("ANALYZE price_klines")
+        extra = load_days(store, sim, SYMBOL, YEAR_START - timedelta(days=4 * args.days), 4 * args.days)
         day_5y = one_day()
-    finally:
-        store.engine().dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    print(f"rollups of 1 symbol x 365 days ({candles} candles); PostgreSQL at {sa.make_url(args.admin_url).host}")
+    print(f"rollups of 1 symbol x {args.days} days ({candles} candles)")
     print(f"{'what':<58} {'figure':>10}")
-    print(f"{'refresh six rollups, year, empty tables (s)':<58} {cold:>10.3f}")
-    print(f"{'refresh six rollups, year, already current (s)':<58} {warm:>10.3f}")
+    print(f"{'refresh six rollups, whole range, empty tables (s)':<58} {cold:>10.3f}")
+    print(f"{'refresh six rollups, whole range, already current (s)':<58} {warm:>10.3f}")
     print(f"{'REFRESH MATERIALIZED VIEW x6, same data (s)':<58} {matview:>10.3f}")
-    print(f"{'refresh six rollups, one day, 1 year stored (ms, median)':<58} {day_1y * 1000:>10.1f}")
-    print(f"{'refresh six rollups, one day, 5 years stored (ms, median)':<58} {day_5y * 1000:>10.1f}")
-    print(f"{'history ratio 5y/1y':<58} {day_5y / day_1y:>10.2f}")
-    print(f"(5 years = {candles + extra} candles)")
+    print(f"{'refresh six rollups, one day, 1x history (ms, median)':<58} {day_1y * 1000:>10.1f}")
+    print(f"{'refresh six rollups, one day, 5x history (ms, median)':<58} {day_5y * 1000:>10.1f}")
+    print(f"{'history ratio 5x/1x':<58} {day_5y / day_1y:>10.2f}")
+    print(f"(5x history = {candles + extra} candles)")
 
 
 if __name__ == "__main__":
