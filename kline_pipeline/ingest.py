@@ -73,12 +73,12 @@ class IngestReport:
 
 
 def _write(
-    writer: DayWriter, symbol: str, day: date, candles: list[Candle], *, listed_ms: int, closed_until_ms: int,
-    now: datetime,
+    writer: DayWriter, symbol: str, start: datetime, end: datetime, candles: list[Candle], *, listed_ms: int,
+    closed_until_ms: int, now: datetime,
 ) -> IngestReport:
-    start = day_start(day)
-    # Only the closed part of the day was fetched; stale rows and outages are judged inside it.
-    end = from_ms(max(min(to_ms(start + DAY), closed_until_ms), to_ms(start)))
+    """Write the candles of [start, end) (within one day), of which only the closed part was fetched."""
+    # Stale rows and outages are judged inside the fetched, closed, listed span only.
+    end = from_ms(max(min(to_ms(end), closed_until_ms), to_ms(start)))
     fetched_start = from_ms(min(max(to_ms(start), listed_ms), to_ms(end)))
     result = writer.write_day(
         symbol=symbol, start=start, end=end, candles=candles, fetched_start=fetched_start, seen=now
@@ -93,6 +93,35 @@ def _write(
     )
 
 
+def sweep(
+    writer: DayWriter, bybit: BybitClient, *, symbol: str, start: datetime, end: datetime, now: datetime,
+    listed_ms: int,
+) -> IngestReport:
+    """Fetch [start, end) in 1000-candle windows and write it day by day, each day's part in its
+    own transaction as soon as the windows have passed its end (bounded memory; a failure
+    leaves whole day-parts only). `start` may fall inside a day (live refresh)."""
+    report = IngestReport()
+    where = {"listed_ms": listed_ms, "closed_until_ms": grid_floor(to_ms(now)), "now": now}
+    first_day, last_day = start.date(), (end - timedelta(microseconds=1)).date()
+    bounds = {
+        first_day + timedelta(days=i): (max(start, day_start(first_day + timedelta(days=i))),
+                                        min(end, day_start(first_day + timedelta(days=i)) + DAY))
+        for i in range((last_day - first_day).days + 1)
+    }
+    pending: dict[date, list[Candle]] = {day: [] for day in bounds}
+    fetch_from = max(start, from_ms(listed_ms))
+    windows = bybit.iter_kline_windows(symbol=symbol, start=fetch_from, end=end, now=now)
+    for window in prefetched(windows):
+        for candle in window.candles:
+            pending[candle.start.date()].append(candle)
+        covered_until = window.end_ms + CANDLE_MS
+        for day in [d for d in pending if to_ms(bounds[d][1]) <= covered_until]:
+            report = report + _write(writer, symbol, *bounds[day], pending.pop(day), **where)
+    for day in sorted(pending):  # the partial last day, and days with no candles at all
+        report = report + _write(writer, symbol, *bounds[day], pending.pop(day), **where)
+    return report
+
+
 def ingest_days(
     *, bybit: BybitClient, store: KlineStore, symbol: str, days: Sequence[date], now: datetime,
     log: logging.Logger | None = None,
@@ -100,9 +129,7 @@ def ingest_days(
     """Fetch and store the given UTC days of one symbol.
 
     Days that end before the listing are counted as empty without a request; days that start
-    after `now` are skipped. Each contiguous run of days is fetched in one sweep of
-    1000-candle windows, and each day is written in its own transaction as soon as the
-    sweep has passed its end, so memory stays bounded and a failure leaves whole days only.
+    after `now` are skipped. Each contiguous run of days is one `sweep`.
     """
     log = log or _log
     validate_symbol(symbol)
@@ -113,7 +140,6 @@ def ingest_days(
     store.record_listing(instrument, checked_at=now)
     listing = instrument.launch_time
     report = report + IngestReport(listings={symbol: listing.isoformat() if listing else "no candles yet"})
-    closed_until_ms = grid_floor(to_ms(now))
 
     live_days: list[date] = []
     for day in days:
@@ -127,20 +153,8 @@ def ingest_days(
     listed_ms = grid_floor(to_ms(listing)) if listing else 0
     with store.day_writer() as writer:
         for run in contiguous_runs(live_days):
-            start = max(day_start(run[0]), from_ms(listed_ms))
-            end = day_start(run[-1]) + DAY
-            pending: dict[date, list[Candle]] = {day: [] for day in run}
-            where = {"listed_ms": listed_ms, "closed_until_ms": closed_until_ms, "now": now}
-            windows = bybit.iter_kline_windows(symbol=symbol, start=start, end=end, now=now)
-            for window in prefetched(windows):
-                for candle in window.candles:
-                    pending[candle.start.date()].append(candle)
-                # Days wholly covered by the windows so far are final: write them now.
-                covered_until = window.end_ms + CANDLE_MS
-                for day in [d for d in pending if to_ms(day_start(d) + DAY) <= covered_until]:
-                    report = report + _write(writer, symbol, day, pending.pop(day), **where)
-            for day in sorted(pending):  # the partial last day, and days with no candles at all
-                report = report + _write(writer, symbol, day, pending.pop(day), **where)
+            report = report + sweep(writer, bybit, symbol=symbol, start=day_start(run[0]),
+                                    end=day_start(run[-1]) + DAY, now=now, listed_ms=listed_ms)
     log.info("%s: %d days written, %d candles", symbol, report.days_written, report.candles)
     return replace(report, requests=bybit.requests_made - requests_before)
 
