@@ -81,6 +81,28 @@ def continuous_with_previous_day(store: KlineStore, key: str, now: datetime) -> 
     return Outcome(True, metadata=metadata)
 
 
+FRESHNESS_TOLERANCE = timedelta(minutes=10)
+
+
+def candles_fresh(store: KlineStore, key: str, now: datetime, tolerance: timedelta = FRESHNESS_TOLERANCE) -> Outcome:
+    """On the latest day: the newest stored candle closed no longer ago than one candle plus a
+    tolerance (default 10 minutes). Per symbol, unlike Dagster's asset-level freshness.
+    Earlier days pass: freshness is about the latest partition only."""
+    day, symbol = split_partition_key(key)
+    if day != now.date():
+        return Outcome(True, metadata={"applies_to": "the latest day only"})
+    newest = store.last_candle(symbol)
+    limit = timedelta(milliseconds=CANDLE_MS) + tolerance
+    if newest is None:
+        return Outcome(False, ERROR, {"newest_candle": "none", "limit_minutes": limit.total_seconds() / 60})
+    age = now - (newest + timedelta(milliseconds=CANDLE_MS))  # since the newest candle closed
+    metadata: dict[str, object] = {
+        "newest_candle": newest.isoformat(), "age_minutes": round(age.total_seconds() / 60, 2),
+        "limit_minutes": limit.total_seconds() / 60,
+    }
+    return Outcome(age <= limit, ERROR, metadata)
+
+
 def rollup_matches_recomputation(rollup: Rollup) -> Evaluator:
     def evaluate(store: KlineStore, key: str, now: datetime) -> Outcome:
         day, symbol = split_partition_key(key)
@@ -126,15 +148,20 @@ def _spec(asset: dg.AssetsDefinition, name: str, evaluator: Evaluator) -> tuple[
     return spec, evaluator
 
 
-def evaluate_partitions(
-    context: dg.AssetCheckExecutionContext, store: KlineStore, evaluators: dict[dg.AssetCheckKey, Evaluator],
-) -> Iterator[dg.AssetCheckResult]:
+def check_evaluation(check_key: dg.AssetCheckKey, partition: str, store: KlineStore, now: datetime) -> dg.AssetCheckEvaluation:
+    """One check on one partition, as an event to log (used where no check step runs: live refresh)."""
+    outcome = EVALUATORS[check_key](store, partition, now)
+    return dg.AssetCheckEvaluation(asset_key=check_key.asset_key, check_name=check_key.name, passed=outcome.passed,
+                                   severity=outcome.severity, metadata=outcome.metadata, partition=partition)
+
+
+def evaluate_partitions(context: dg.AssetCheckExecutionContext, store: KlineStore) -> Iterator[dg.AssetCheckResult]:
     """Run each selected check on each partition of the run; see the module docstring."""
     op_context = context.op_execution_context
     keys = list(op_context.partition_keys)
     now = clock.utcnow()
     for check_key in sorted(context.selected_asset_check_keys, key=str):
-        evaluate = evaluators[check_key]
+        evaluate = EVALUATORS[check_key]
         outcomes = {key: evaluate(store, key, now) for key in keys}
         if len(keys) == 1:
             outcome = outcomes[keys[0]]
@@ -154,7 +181,8 @@ def evaluate_partitions(
         )
 
 
-_RAW = [_spec(price_klines_5m, f.__name__, f) for f in (no_missing_candles, valid_ohlcv, continuous_with_previous_day)]
+_RAW = [_spec(price_klines_5m, f.__name__, f)
+        for f in (no_missing_candles, valid_ohlcv, continuous_with_previous_day, candles_fresh)]
 _ROLLUP = [
     pair
     for rollup, asset in zip(ROLLUPS, rollup_assets, strict=True)
@@ -162,14 +190,19 @@ _ROLLUP = [
                  _spec(asset, "buckets_complete", rollup_buckets_complete(rollup)))
 ]
 
+EVALUATORS: dict[dg.AssetCheckKey, Evaluator] = {spec.key: f for spec, f in _RAW + _ROLLUP}
+RAW_CHECK_KEYS = [spec.key for spec, _ in _RAW]
+ROLLUP_CHECK_KEYS = {rollup.table: [spec.key for spec, _ in _ROLLUP if spec.asset_key.path[-1] == rollup.table]
+                     for rollup in ROLLUPS}
+
 
 @dg.multi_asset_check(specs=[spec for spec, _ in _RAW], can_subset=True, name="price_klines_5m_checks")
 def raw_checks(context: dg.AssetCheckExecutionContext, kline_store: KlineStore) -> Iterator[dg.AssetCheckResult]:
     """Completeness, validity and day-boundary continuity of the stored 5m candles (reads only)."""
-    yield from evaluate_partitions(context, kline_store, {spec.key: f for spec, f in _RAW})
+    yield from evaluate_partitions(context, kline_store)
 
 
 @dg.multi_asset_check(specs=[spec for spec, _ in _ROLLUP], can_subset=True, name="rollup_checks")
 def rollup_checks(context: dg.AssetCheckExecutionContext, kline_store: KlineStore) -> Iterator[dg.AssetCheckResult]:
     """Each rollup equals a recomputation from the 5m candles and its short buckets are explained."""
-    yield from evaluate_partitions(context, kline_store, {spec.key: f for spec, f in _ROLLUP})
+    yield from evaluate_partitions(context, kline_store)

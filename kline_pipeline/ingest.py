@@ -37,11 +37,13 @@ class IngestReport:
     requests: int = 0
     first_candle: datetime | None = None
     last_candle: datetime | None = None
+    first_changed: datetime | None = None
     listings: dict[str, str] = field(default_factory=dict)
 
     def __add__(self, other: "IngestReport") -> "IngestReport":
         firsts = [t for t in (self.first_candle, other.first_candle) if t]
         lasts = [t for t in (self.last_candle, other.last_candle) if t]
+        changes = [t for t in (self.first_changed, other.first_changed) if t]
         return IngestReport(
             partitions=self.partitions + other.partitions,
             days_written=self.days_written + other.days_written,
@@ -53,6 +55,7 @@ class IngestReport:
             requests=self.requests + other.requests,
             first_candle=min(firsts) if firsts else None,
             last_candle=max(lasts) if lasts else None,
+            first_changed=min(changes) if changes else None,
             listings={**self.listings, **other.listings},
         )
 
@@ -90,6 +93,7 @@ def _write(
         deleted=result.deleted,
         first_candle=candles[0].start if candles else None,
         last_candle=candles[-1].start if candles else None,
+        first_changed=result.first_changed,
     )
 
 

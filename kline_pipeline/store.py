@@ -50,6 +50,8 @@ class DayWrite:
     candles: int
     changed: int
     deleted: int
+    first_changed: datetime | None = None
+    """Earliest candle inserted, updated or deleted: where rollups must refresh from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +108,17 @@ class DayWriter:
             with self._conn.cursor() as cur:
                 cur.copy_expert("COPY kline_stage FROM STDIN", _copy_buffer(candles))
                 cur.execute(sql_text("upsert_klines.sql"), params)
-                changed = cur.rowcount
+                changed, first_upserted = cur.fetchone()
                 cur.execute(sql_text("delete_stale_klines.sql"), params)
-                deleted = cur.rowcount
+                deleted, first_deleted = cur.fetchone()
                 if fetched_start is not None:
                     cur.execute(sql_text("record_gaps.sql"), params)
             self._conn.commit()
         except BaseException:
             self._conn.rollback()
             raise
-        return DayWrite(candles=len(candles), changed=changed, deleted=deleted)
+        touched = [t for t in (first_upserted, first_deleted) if t is not None]
+        return DayWrite(candles=len(candles), changed=changed, deleted=deleted, first_changed=min(touched, default=None))
 
 
 class KlineStore(dg.ConfigurableResource):
@@ -183,6 +186,15 @@ class KlineStore(dg.ConfigurableResource):
             "symbol": instrument.symbol, "category": instrument.category,
             "launch_time": instrument.launch_time, "checked_at": checked_at,
         })
+
+    def listing(self, symbol: str) -> Instrument | None:
+        """The listing recorded by the last ingest of `symbol`, or None if it was never ingested."""
+        rows = self.query("listing.sql", {"symbol": symbol})
+        return Instrument(symbol=rows[0][0], category=rows[0][1], status="", launch_time=rows[0][2]) if rows else None
+
+    def last_candle(self, symbol: str) -> datetime | None:
+        """Start of the newest stored 5m candle of `symbol`."""
+        return self.query("last_candle.sql", {"symbol": symbol})[0][0]
 
     def execute(self, sql_file: str, params: dict[str, Any]) -> None:
         """Run one statement from `sql/` in its own transaction."""

@@ -62,10 +62,12 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def kline_store(database_url: str) -> KlineStore:
-    """The store on the session database, emptied before each test."""
+    """The store on the session database, every table emptied before each test."""
     store = KlineStore(database_url=database_url)
     with store.engine().begin() as conn:
-        conn.exec_driver_sql("TRUNCATE price_klines")
+        tables = [r[0] for r in conn.exec_driver_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'price_kline_rollups'")]
+        conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{t}"' for t in tables))
     return store
 
 

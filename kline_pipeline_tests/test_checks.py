@@ -26,9 +26,7 @@ def instance():
 
 @pytest.fixture
 def store(kline_store):
-    with kline_store.engine().begin() as conn:
-        conn.exec_driver_sql("TRUNCATE price_kline_gaps, price_kline_listings")
-    return kline_store
+    return kline_store  # emptied by the conftest fixture
 
 
 def run(instance, bybit, store, *, key=None, first=None, last=None, selection=None):
@@ -57,7 +55,7 @@ def outcome(evaluation) -> str:
 def test_a_complete_day_passes_every_check(instance, bybit, store, simulator, frozen_clock):
     run(instance, bybit, store, key="2025-01-01|BTCUSDT")
     got = results(run(instance, bybit, store, key="2025-01-02|BTCUSDT"))
-    assert len(got) == 3 + 12
+    assert len(got) == 4 + 12
     assert {k: outcome(e) for k, e in got.items() if not e.passed} == {}
     meta = got[("price_klines_5m", "no_missing_candles", "2025-01-02|BTCUSDT")].metadata
     assert meta["expected"].value == 288 and meta["present"].value == 288 and meta["missing"].value == 0

@@ -36,9 +36,7 @@ def ledger(kline_store) -> list[tuple]:
 
 @pytest.fixture
 def clean(kline_store):
-    with kline_store.engine().begin() as conn:
-        conn.exec_driver_sql("TRUNCATE price_kline_gaps, price_kline_listings")
-    return kline_store
+    return kline_store  # emptied by the conftest fixture
 
 
 def test_ingest_records_outages_idempotently_and_forgets_them_when_candles_return(clean, bybit, simulator):

@@ -60,10 +60,7 @@ def table(kline_store, rollup, symbol: str) -> list[tuple]:
 
 @pytest.fixture
 def empty_rollups(kline_store):
-    with kline_store.engine().begin() as conn:
-        for rollup in ROLLUPS:
-            conn.exec_driver_sql(f"TRUNCATE {rollup.table}")
-    return kline_store
+    return kline_store  # emptied by the conftest fixture
 
 
 def test_rollups_equal_a_pandas_resample_oracle_on_data_with_holes(empty_rollups):

@@ -160,6 +160,11 @@ class MarketModel:
                     merged.append((s, e))
             self._outages[symbol] = tuple(merged)
 
+    def clear_outages(self, symbol: str) -> None:
+        """Forget the outages of ``symbol``: the exchange now serves those candles (late data)."""
+        with self._lock:
+            self._outages.pop(symbol, None)
+
     def outages(self, symbol: str) -> tuple[tuple[int, int], ...]:
         """Merged outage spans of ``symbol``, sorted."""
         return self._outages.get(symbol, ())

@@ -130,6 +130,10 @@ class BybitSimulator:
         """No 5m candles of ``symbol`` with open time in ``[start_ms, end_ms)``."""
         self.model.add_outage(symbol, start_ms, end_ms)
 
+    def clear_outages(self, symbol: str) -> None:
+        """The candles of ``symbol``'s outages appear after all (a late candle)."""
+        self.model.clear_outages(symbol)
+
     @property
     def requests(self) -> list[RequestRecord]:
         """Snapshot of every market request served so far."""

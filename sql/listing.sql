@@ -1,0 +1,2 @@
+-- The listing recorded at the last ingest of a symbol, if any.
+SELECT symbol, category, launch_time FROM price_kline_listings WHERE symbol = %(symbol)s;
