@@ -2,9 +2,9 @@
 
 import argparse
 import os
-import shutil
 import sys
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -13,16 +13,21 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def _default_dagster_home() -> Path:
     """DAGSTER_HOME if set, else `.dagster_home/` in the current directory (created on use).
 
-    The project's dagster.yaml is copied there if the directory has none, so every command
-    (not only `dev`) sees the same instance configuration.
+    The packaged LOCAL instance template (kline_pipeline/instance/local.yaml: SQLite storage,
+    the same run queue and pool limits as production) is written there if the directory has no
+    dagster.yaml, so every command (not only `dev`) sees the same instance configuration. The
+    top-level dagster.yaml is the production config (PostgreSQL from env vars) and is never
+    copied implicitly: it would fail without DAGSTER_PG_URL. Read through importlib.resources so
+    an installed wheel finds the template as well as an editable checkout.
     """
     home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
-    config, template = home / "dagster.yaml", PROJECT_ROOT / "dagster.yaml"
-    if not config.exists() and template.exists():
-        shutil.copyfile(template, config)
-        print(f"wrote {config} from {template}", file=sys.stderr)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        template = resources.files("kline_pipeline.instance").joinpath("local.yaml")
+        config.write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
+        print(f"wrote {config} from the local instance template (kline_pipeline/instance/local.yaml)", file=sys.stderr)
     return home
 
 
@@ -60,6 +65,33 @@ def cmd_symbols(args: argparse.Namespace) -> int:
     known = sorted(set(args.symbols) - set(added))
     print(f"added: {', '.join(added) or 'none'}" + (f"; already present: {', '.join(known)}" if known else ""))
     return 0
+
+
+def cmd_gaps(args: argparse.Namespace) -> int:
+    import json
+
+    from kline_pipeline import clock
+    from kline_pipeline.gaps import CAUSES, gap_report
+    from kline_pipeline.models import parse_utc_time
+    from kline_pipeline.store import KlineStore
+
+    _default_dagster_home()  # the embedded database lives under it
+    try:
+        start = parse_utc_time(args.start, name="--start")
+        end = parse_utc_time(args.end, name="--end")
+        report = gap_report(KlineStore(), symbol=args.symbol, start=start, end=end, now=clock.utcnow())
+    except (ValueError, ConnectionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(f"{report.symbol} {report.start:%Y-%m-%d %H:%M} .. {report.end:%Y-%m-%d %H:%M} UTC: "
+              f"{report.present} of {report.expected} expected candles stored")
+        for span in report.spans:
+            print(f"  {span.start:%Y-%m-%d %H:%M} .. {span.end:%Y-%m-%d %H:%M}  {span.candles:>6} candles  {span.cause}")
+        print("totals: " + ", ".join(f"{cause} {report.totals[cause]}" for cause in CAUSES))
+    return 1 if report.missing else 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -119,6 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("symbols", nargs="+", metavar="SYMBOL", help="Bybit symbol, uppercase, e.g. BTCUSDT")
     actions.add_parser("list", help="print the symbols that have partitions")
     symbols.set_defaults(func=cmd_symbols)
+
+    gaps = sub.add_parser(
+        "gaps", help="report absent candles of a symbol over a time range",
+        description="List the spans of absent 5-minute candles between --start and --end, each "
+        "classified as missing (never fetched or lost), exchange_outage (the exchange had none), "
+        "not_listed (before the listing) or not_yet_closed. Exit status: 0 when nothing is "
+        "missing, 1 when candles are missing, 2 on bad arguments.",
+    )
+    gaps.add_argument("--symbol", required=True, help="Bybit symbol, e.g. BTCUSDT")
+    gaps.add_argument("--start", required=True, help="ISO 8601 UTC time, e.g. 2025-01-01T00:00:00Z")
+    gaps.add_argument("--end", required=True, help="ISO 8601 UTC time (exclusive), e.g. 2025-02-01T00:00:00Z")
+    gaps.add_argument("--json", action="store_true", help="print the report as JSON")
+    gaps.set_defaults(func=cmd_gaps)
 
     sim = sub.add_parser(
         "simulate-exchange", help="serve an offline Bybit-compatible API for tests and demos",

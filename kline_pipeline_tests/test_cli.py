@@ -81,9 +81,11 @@ def test_simulate_exchange_serves_bybit_shapes():
         proc.wait(timeout=10)
 
 
-def test_the_project_dagster_yaml_is_a_valid_instance_config(dagster_home, capsys):
-    assert main(["symbols", "list"]) == 0  # copies dagster.yaml into the fresh DAGSTER_HOME
-    assert "wrote" in capsys.readouterr().err
+def test_a_fresh_dagster_home_gets_the_local_instance_template(dagster_home, capsys):
+    """Local mode writes kline_pipeline/instance/local.yaml (SQLite, same queue and pools as production)."""
+    assert main(["symbols", "list"]) == 0  # writes the local template into the fresh DAGSTER_HOME
+    assert "local.yaml" in capsys.readouterr().err
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"  # not the production PostgreSQL
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
