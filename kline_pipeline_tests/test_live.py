@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from kline_pipeline import clock
-from kline_pipeline.checks import candles_fresh, check_evaluation, rollup_checks, raw_checks
+from kline_pipeline.checks import candles_fresh, check_evaluation, raw_checks
 from kline_pipeline.live import DEFAULT_LOOKBACK_MINUTES, refresh_symbol, validate_lookbacks
 from kline_pipeline.models import to_ms
 from kline_pipeline.partitions import symbols_partitions

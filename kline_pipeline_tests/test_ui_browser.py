@@ -13,12 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,13 +24,13 @@ from kline_pipeline import store as store_module
 from kline_pipeline.cli import _default_dagster_home
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline_tests.conftest import _admin_url
+from kline_pipeline_tests.processes import ROOT, dagster_dev, simulator_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
 
-ROOT = Path(__file__).resolve().parent.parent
 PARTITION = "2025-01-01|BTCUSDT"
 NO_MISSING_CANDLES = dg.AssetCheckKey(dg.AssetKey("price_klines_5m"), "no_missing_candles")
 # No GPU, no network beyond the page's own origin, no first-run or update traffic.
@@ -47,51 +41,6 @@ CHROMIUM_ARGS = [
 UI_TIMEOUT_MS = 30_000
 CHECK_STATUS = re.compile(r"Succeeded|Failed|Warning|Skipped|Not evaluated|In progress|Execution failed")
 """The status words the checks list shows next to a check's name."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    """Poll `url` until it answers 200, failing early (with the log) if `proc` exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{proc.args[:4]} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.25)
-    pytest.fail(f"{url} did not answer within {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """Stop a process started with start_new_session=True and everything it spawned.
-
-    `dagster dev` runs the webserver, the daemon and code servers as children; Ctrl-C (SIGINT)
-    is its normal way out. Whatever is still alive after a grace period is killed.
-    """
-    for sig, grace in ((signal.SIGINT, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        if sig == signal.SIGINT:
-            # The parent is gone; make sure no child outlived it.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return
 
 
 @pytest.fixture
@@ -113,18 +62,8 @@ def candle_database(tmp_path_factory) -> Iterator[str]:
 @pytest.fixture
 def simulator_url(tmp_path) -> Iterator[str]:
     """The bundled exchange simulator as its own process, as a user would run it."""
-    port, log = free_port(), tmp_path / "simulator.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kline_pipeline.cli", "simulate-exchange", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/v5/market/time", proc, log, timeout=20)
+    with simulator_process(tmp_path / "simulator.log") as url:
         yield url
-    finally:
-        stop_group(proc)
 
 
 @pytest.fixture
@@ -153,18 +92,8 @@ def dagster_home(tmp_path, monkeypatch, candle_database, simulator_url) -> Path:
 @pytest.fixture
 def dagster_ui(tmp_path, dagster_home) -> Iterator[str]:
     """`dagster dev` on a free local port, serving `dagster_home`; yields its base URL."""
-    port, log = free_port(), tmp_path / "dagster_dev.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-            cwd=ROOT, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base}/server_info", proc, log, timeout=60)
+    with dagster_dev(tmp_path / "dagster_dev.log") as (base, _):
         yield base
-    finally:
-        stop_group(proc)
 
 
 def open_tab(page, url: str) -> None:

@@ -34,6 +34,8 @@ class RequestRecord:
     params: dict[str, str]
     status: int
     fault: str | None
+    at: float = 0.0
+    """time.monotonic() when the request arrived (rate tests read the spacing)."""
 
 
 def _wall_clock_ms() -> int:
@@ -179,6 +181,7 @@ class BybitSimulator:
 
     def serve_market(self, path: str, params: dict[str, str]) -> Response:
         """Answer a non-control request, applying faults, and record it."""
+        arrived = time.monotonic()
         now = self.now()
         if path not in endpoints.ROUTES:
             response = Response(404, json_body({"retCode": 404, "retMsg": f"Not Found: {path}",
@@ -194,7 +197,7 @@ class BybitSimulator:
             assert response is not None
         with self._lock:
             # Recorded before any slow delay so a client that timed out can already see it.
-            self._records.append(RequestRecord(path, params, response.status, fault))
+            self._records.append(RequestRecord(path, params, response.status, fault, arrived))
         return response
 
     def serve_control(self, method: str, path: str, body: bytes) -> Response:
