@@ -138,11 +138,14 @@ BEGIN
         EXECUTE format(
             'DELETE FROM %1$I AS t
              WHERE t.symbol = $1 AND t.bucket >= $2 AND t.bucket < $3
-               -- One primary-key probe per stored bucket (an anti-join against the fresh buckets
-               -- was planned as a nested loop: quadratic once the rollup table is full).
-               AND NOT EXISTS (SELECT 1 FROM price_klines p
-                               WHERE p.symbol = $1 AND p.timeframe = ''5m''
-                                 AND p.timestamp >= t.bucket AND p.timestamp < t.bucket + $4)', r.name)
+               -- Buckets that no 5m candle maps to any more. NOT IN over one range scan becomes a
+               -- hashed subplan whatever the statistics say; a correlated NOT EXISTS was planned
+               -- as a nested loop over the whole symbol (quadratic) right after a first load,
+               -- before autovacuum had analysed the table.
+               AND t.bucket NOT IN (SELECT date_bin($4, p.timestamp, ''2000-01-01 00:00+00'')
+                                    FROM price_klines AS p
+                                    WHERE p.symbol = $1 AND p.timeframe = ''5m''
+                                      AND p.timestamp >= $2 AND p.timestamp < $3)', r.name)
         USING sym, span.span_start, span.span_end, r.stride;
     END LOOP;
 END
