@@ -39,13 +39,60 @@ def _instance():
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    import signal
+    import subprocess
+
     home = _default_dagster_home()
-    print(f"DAGSTER_HOME={home}; Dagster UI on http://{args.host}:{args.port}")
-    workspace = PROJECT_ROOT / "workspace.yaml"
-    cmd = ["dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
-    os.chdir(PROJECT_ROOT)
-    os.execvp(cmd[0], cmd)
-    return 0  # not reached
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    # Handlers (not SIG_IGN) also mean the children start with default dispositions, even when
+    # this command was started in the background of a script (where SIGINT is ignored).
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    api = dagster = None
+    try:
+        if not args.no_api:
+            # The old API keeps its port (3000) for existing scripts. A child process, stopped
+            # in `finally` however dagster dev ends.
+            api = subprocess.Popen([sys.executable, "-m", "kline_pipeline.cli", "serve-api",
+                                    "--host", args.host, "--port", str(args.api_port)])
+        api_text = "off" if api is None else f"http://{args.host}:{args.api_port}/api/backfill"
+        print(f"DAGSTER_HOME={home}; Dagster UI on http://{args.host}:{args.port}; old API {api_text}", flush=True)
+        workspace = PROJECT_ROOT / "workspace.yaml"
+        cmd = ["dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
+        dagster = subprocess.Popen(cmd, cwd=PROJECT_ROOT)
+        return dagster.wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        # Ctrl-C in a terminal reaches the children too: give them time to shut down by
+        # themselves; a SIGTERM (or SIGINT) sent to this process alone is passed on at once.
+        grace = 0.0 if not received or received[-1] == signal.SIGTERM else 30.0
+        for child in (dagster, api):
+            _stop_child(child, grace=grace)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_child(child, *, grace: float) -> None:
+    import subprocess
+
+    if child is None or child.poll() is not None:
+        return
+    try:
+        child.wait(timeout=grace)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    child.terminate()  # dagster dev treats SIGTERM like Ctrl-C; uvicorn shuts down cleanly
+    try:
+        child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def cmd_symbols(args: argparse.Namespace) -> int:
@@ -94,6 +141,79 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     return 1 if report.missing else 0
 
 
+def cmd_serve_api(args: argparse.Namespace) -> int:
+    from kline_pipeline.api import serve_api
+
+    _default_dagster_home()
+    try:
+        serve_api(host=args.host, port=args.port)
+    except ValueError as exc:  # e.g. a bad KLINE_API_MAX_DAYS
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from kline_pipeline import clock
+    from kline_pipeline.backfills import RequestError, launch_backfill, max_days_from_env, validate_request
+    from kline_pipeline.bybit import BybitClient, BybitError
+
+    instance = _instance()
+    bybit = BybitClient()
+    try:
+        symbol, start, end = validate_request(args.symbol, args.start, args.end, now=clock.utcnow(),
+                                              max_days=max_days_from_env(), bybit=bybit)
+        launched = launch_backfill(instance, symbol=symbol, start=start, end=end, now=clock.utcnow(),
+                                   bybit=bybit, launched_by="cli")
+    except RequestError as exc:
+        message = str(exc).removeprefix(f"{exc.field}: ")  # name the option once, as typed
+        print(f"error: --{exc.field}: {message}; nothing was launched", file=sys.stderr)
+        return 2
+    except (ValueError, BybitError) as exc:
+        print(f"error: {exc}; nothing was launched", file=sys.stderr)
+        return 2
+    keys = launched.partition_keys
+    print(f"launched backfill {launched.backfill_id}: {len(keys)} partitions ({keys[0]} .. {keys[-1]}) "
+          f"x {len(launched.asset_keys)} assets" + (f"; added symbol {symbol}" if launched.added_symbol else ""))
+    print(f"UI: {launched.ui_url}", flush=True)
+    if not args.wait:
+        print("the Dagster daemon runs it (kline-pipeline dev, or dagster-daemon run); follow it with --wait or in the UI")
+        return 0
+    return _wait_for_backfill(instance, launched.backfill_id, poll_seconds=args.poll_seconds)
+
+
+def _wait_for_backfill(instance, backfill_id: str, *, poll_seconds: float) -> int:
+    """Redraw per-partition progress bars until the backfill ends: 0 on success, 1 otherwise.
+
+    On a terminal the block is redrawn in place each poll; otherwise (a log, a pipe) a partition's
+    line is printed only when it changes, so the output stays readable.
+    """
+    import time
+
+    from kline_pipeline.backfills import backfill_status, progress_lines, summary_line
+
+    tty = sys.stdout.isatty()
+    shown: dict[str, str] = {}
+    drawn = 0
+    while True:
+        status = backfill_status(instance, backfill_id)
+        keys = [row["partition"] for row in status["partitions"]]
+        lines = [*zip(keys, progress_lines(status)), ("", summary_line(status))]
+        if tty:
+            # Move the cursor back up over the previous block and overwrite it line by line.
+            sys.stdout.write((f"\x1b[{drawn}F" if drawn else "") + "".join(f"\x1b[2K{line}\n" for _, line in lines))
+            drawn = len(lines)
+        else:
+            for key, line in lines:
+                if shown.get(key) != line:
+                    shown[key] = line
+                    print(line)
+        sys.stdout.flush()
+        if status["done"]:
+            return 0 if status["succeeded"] else 1
+        time.sleep(poll_seconds)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from kline_pipeline.simulator import parse_instrument_spec, parse_outage_spec, run_simulator
 
@@ -132,13 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser(
-        "dev", help="run the Dagster UI and daemon locally (dagster dev)",
-        description="Start `dagster dev` on this project. DAGSTER_HOME defaults to ./.dagster_home "
-        "(the project's dagster.yaml is copied there on first use); the candle store is the "
-        "embedded PostgreSQL unless KLINE_DATABASE_URL is set.",
+        "dev", help="run the Dagster UI, the daemon and the old API locally",
+        description="Start `dagster dev` on this project (the UI on --port, default 3001, and the "
+        "daemon that executes backfills) plus the old HTTP API (`serve-api`) on --api-port, "
+        "default 3000, where scripts of the old system expect it. DAGSTER_HOME defaults to "
+        "./.dagster_home (the local instance template is written there on first use); the candle "
+        "store is the embedded PostgreSQL unless KLINE_DATABASE_URL is set. Ctrl-C stops all of it.",
     )
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    dev.add_argument("--port", type=int, default=3000, help="port of the UI (default 3000)")
+    dev.add_argument("--port", type=int, default=3001, help="port of the Dagster UI (default 3001)")
+    dev.add_argument("--api-port", type=int, default=3000, help="port of the old API (default 3000)")
+    dev.add_argument("--no-api", action="store_true", help="do not start the old API")
     dev.set_defaults(func=cmd_dev)
 
     symbols = sub.add_parser(
@@ -164,6 +288,39 @@ def build_parser() -> argparse.ArgumentParser:
     gaps.add_argument("--end", required=True, help="ISO 8601 UTC time (exclusive), e.g. 2025-02-01T00:00:00Z")
     gaps.add_argument("--json", action="store_true", help="print the report as JSON")
     gaps.set_defaults(func=cmd_gaps)
+
+    api = sub.add_parser(
+        "serve-api", help="serve the old HTTP API (POST/GET /api/backfill) on top of Dagster",
+        description="Serve the old system's API so its scripts keep working: POST /api/backfill "
+        'with {"symbol", "start", "end"} launches a Dagster backfill (202 with its id and UI link); '
+        "GET /api/backfill?type=gaps&symbol=&start=&end= returns the gap report; "
+        "GET /api/backfill?type=status&id= a backfill's progress. Bad input gets a 400 JSON "
+        '{"error", "field"} and launches nothing. Backfills execute only while the Dagster daemon '
+        "runs (kline-pipeline dev starts it together with this API). Environment: KLINE_UI_URL "
+        "(UI links, default http://127.0.0.1:3001), KLINE_API_MAX_DAYS (longest range, default 3660).",
+    )
+    api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    api.add_argument("--port", type=int, default=3000, help="port (default 3000, the old API's)")
+    api.set_defaults(func=cmd_serve_api)
+
+    backfill = sub.add_parser(
+        "backfill", help="launch a Dagster backfill of a symbol's candles and rollups over a time range",
+        description="Launch the same backfill as the UI's Materialize... button and the API's POST: "
+        "price_klines_5m and its six rollups for every UTC day that [--start, --end) touches "
+        "(a range starting mid-day includes that day; one ending at midnight excludes the next), "
+        "for --symbol. A new symbol is checked against Bybit and added first. The Dagster daemon "
+        "executes the backfill (kline-pipeline dev, or dagster-daemon run). Exit status: 0 launched "
+        "(with --wait: completed successfully), 1 with --wait when it failed or was canceled, 2 on "
+        "bad arguments (nothing is launched).",
+    )
+    backfill.add_argument("--symbol", required=True, help="Bybit symbol, e.g. BTCUSDT")
+    backfill.add_argument("--start", required=True, help="ISO 8601 UTC time, e.g. 2025-01-01T00:00:00Z")
+    backfill.add_argument("--end", required=True, help="ISO 8601 UTC time (exclusive), e.g. 2025-02-01T00:00:00Z")
+    backfill.add_argument("--wait", action="store_true",
+                          help="stay and show a progress bar per partition until the backfill ends")
+    backfill.add_argument("--poll-seconds", type=float, default=2.0, metavar="S",
+                          help="with --wait: seconds between progress updates (default 2)")
+    backfill.set_defaults(func=cmd_backfill)
 
     sim = sub.add_parser(
         "simulate-exchange", help="serve an offline Bybit-compatible API for tests and demos",

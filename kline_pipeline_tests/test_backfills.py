@@ -1,0 +1,243 @@
+"""Backfills launched outside the UI: days touched, the Dagster record, execution by the daemon,
+progress, and the `kline-pipeline backfill` command (also its `--wait` exit codes).
+
+The daemon is driven in-process, one iteration at a time (`drive_daemon`): the same backfill and
+run-queue logic `dagster-daemon run` loops every 30 s, against a real code server subprocess
+loaded from workspace.yaml; runs execute in their own subprocesses with this test's environment
+(KLINE_DATABASE_URL = the session database, BYBIT_BASE_URL = the in-process simulator).
+"""
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+from dagster._core.execution.backfill import BulkActionStatus
+from dagster._core.test_utils import create_test_daemon_workspace_context
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+from dagster._daemon.backfill import execute_backfill_iteration
+from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+from kline_pipeline.backfills import (
+    RequestError,
+    backfill_status,
+    launch_backfill,
+    progress_lines,
+    touched_days,
+    validate_request,
+)
+from kline_pipeline.cli import PROJECT_ROOT, _default_dagster_home, build_parser, main
+from kline_pipeline.partitions import symbols_partitions
+from kline_pipeline_tests.conftest import NOW
+
+UTC = timezone.utc
+ASSETS = ["price_klines_12h", "price_klines_15m", "price_klines_1d", "price_klines_1h", "price_klines_30m",
+          "price_klines_4h", "price_klines_5m"]
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+@pytest.fixture
+def dagster_env(tmp_path, monkeypatch, kline_store, database_url, simulator, frozen_clock) -> Iterator[dg.DagsterInstance]:
+    """A fresh DAGSTER_HOME (local template) wired to the test database and the simulator."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("KLINE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BYBIT_BASE_URL", simulator.url)
+    monkeypatch.delenv("KLINE_API_MAX_DAYS", raising=False)
+    _default_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
+@pytest.fixture
+def daemon(dagster_env) -> Iterator[object]:
+    """A workspace context like the daemon's (the code server subprocess inherits this env)."""
+    target = WorkspaceFileTarget([str(PROJECT_ROOT / "workspace.yaml")])
+    with create_test_daemon_workspace_context(target, dagster_env) as context:
+        yield context
+
+
+def drive_daemon(context, *, until, timeout: float = 60.0) -> float:
+    """Run backfill + run-queue daemon iterations until `until()` is true; return seconds taken."""
+    import logging
+
+    logger = logging.getLogger("test_backfills.daemon")
+    queue = QueuedRunCoordinatorDaemon(interval_seconds=1)
+    started = time.monotonic()
+    while not until():
+        assert time.monotonic() - started < timeout, "the backfill did not finish in time"
+        list(execute_backfill_iteration(context, logger))
+        list(queue.run_iteration(context))
+        time.sleep(0.3)
+    return time.monotonic() - started
+
+
+def all_done(instance: dg.DagsterInstance):
+    return lambda: bool(instance.get_backfills()) and all(
+        b.status.value.startswith(("COMPLETED", "CANCELED", "FAILED")) for b in instance.get_backfills())
+
+
+def count_5m(kline_store, symbol: str) -> int:
+    with kline_store.engine().connect() as conn:
+        return conn.exec_driver_sql(
+            "SELECT count(*) FROM price_klines WHERE symbol = %(s)s AND timeframe = '5m'", {"s": symbol}).scalar()
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "days"),
+    [
+        ("2025-01-01T00:00:00Z", "2025-01-03T00:00:00Z", ["2025-01-01", "2025-01-02"]),  # midnight end: not Jan 3
+        ("2025-01-01T12:00:00Z", "2025-01-02T00:00:00Z", ["2025-01-01"]),  # mid-day start keeps the day
+        ("2025-01-01T23:55:00Z", "2025-01-02T00:05:00Z", ["2025-01-01", "2025-01-02"]),
+        ("2025-01-01T01:00:00+02:00", "2025-01-01T03:00:00+02:00", ["2024-12-31", "2025-01-01"]),  # UTC days
+        ("2025-02-28T00:00:00Z", "2025-06-01T00:00:00Z", ["2025-02-28", "2025-03-01"]),  # not past today
+        ("2015-01-01T00:00:00Z", "2020-01-02T00:00:00Z", ["2020-01-01"]),  # not before the partitions start
+    ],
+)
+def test_the_days_a_range_touches(start, end, days):
+    assert [d.isoformat() for d in touched_days(utc(start), utc(end), now=NOW)] == days
+
+
+@pytest.mark.parametrize(
+    ("symbol", "start", "end", "field", "message"),
+    [
+        ("btcusdt", "2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z", "symbol", "2-30 characters of A-Z and 0-9"),
+        ("NOPEUSDT", "2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z", "symbol", "'NOPEUSDT' is not listed"),
+        ("BTCUSDT", "1 Jan 2025", "2025-01-02T00:00:00Z", "start", "is not an ISO 8601 time"),
+        ("BTCUSDT", "2025-01-01T00:00:00Z", "2025-01-02T00:00:00", "end", "has no UTC offset"),
+        ("BTCUSDT", "2025-01-02T00:00:00Z", "2025-01-02T00:00:00Z", "end", "must be after start"),
+        ("BTCUSDT", "2025-03-01T12:05:00Z", "2025-03-02T00:00:00Z", "start", "in the future"),
+        ("BTCUSDT", "2008-01-01T00:00:00Z", "2010-01-01T00:00:00Z", "end", "wholly before 2010-01-01"),
+        ("BTCUSDT", "2024-01-01T00:00:00Z", "2024-03-01T00:00:00Z", "end", "at most 30 days"),
+    ],
+)
+def test_validation_names_the_field(bybit, symbol, start, end, field, message):
+    with pytest.raises(RequestError) as info:
+        validate_request(symbol, start, end, now=NOW, max_days=30, bybit=bybit)
+    assert info.value.field == field and message in str(info.value)
+
+
+def test_a_malformed_symbol_costs_no_exchange_request(bybit, simulator):
+    simulator.reset_requests()
+    with pytest.raises(RequestError):
+        validate_request("BTC-USDT", "2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z", now=NOW, max_days=30, bybit=bybit)
+    assert simulator.requests == []
+
+
+def test_launch_writes_a_ui_style_asset_backfill(dagster_env, bybit):
+    launched = launch_backfill(dagster_env, symbol="ETHUSDT", start=utc("2025-01-30T06:00:00Z"),
+                               end=utc("2025-02-01T00:00:00Z"), now=NOW, bybit=bybit)
+    assert launched.partition_keys == ("2025-01-30|ETHUSDT", "2025-01-31|ETHUSDT") and launched.added_symbol
+    assert list(dagster_env.get_dynamic_partitions(symbols_partitions.name)) == ["ETHUSDT"]
+    [backfill] = dagster_env.get_backfills()
+    assert backfill.backfill_id == launched.backfill_id and backfill.status == BulkActionStatus.REQUESTED
+    assert backfill.is_asset_backfill and sorted(k.to_user_string() for k in backfill.asset_selection) == ASSETS
+    assert launched.ui_url == f"http://127.0.0.1:3001/runs/b/{launched.backfill_id}"
+    status = backfill_status(dagster_env, launched.backfill_id)
+    assert status["counts"] == {"materialised": 0, "failed": 0, "in_progress": 0, "requested": 14, "total": 14}
+    assert [row["partition"] for row in status["partitions"]] == list(launched.partition_keys)
+    assert progress_lines(status)[0] == "2025-01-30|ETHUSDT  [..........] materialised 0/7 assets"
+    with pytest.raises(KeyError):
+        backfill_status(dagster_env, "nosuchid")
+
+
+def test_the_daemon_executes_the_backfill_and_status_follows(daemon, dagster_env, bybit, kline_store):
+    launched = launch_backfill(dagster_env, symbol="BTCUSDT", start=utc("2025-01-01T00:00:00Z"),
+                               end=utc("2025-01-03T00:00:00Z"), now=NOW, bybit=bybit)
+    seconds = drive_daemon(daemon, until=all_done(dagster_env))
+    status = backfill_status(dagster_env, launched.backfill_id)
+    assert status["status"] == "COMPLETED_SUCCESS" and status["done"] and status["succeeded"], (status, seconds)
+    assert status["counts"]["materialised"] == status["counts"]["total"] == 14
+    assert status["runs"] == {"success": 1}  # one multi-run chunk covers both days and all seven assets
+    assert all(row["state"] == "materialised" for row in status["partitions"])
+    assert count_5m(kline_store, "BTCUSDT") == 2 * 288
+
+
+@pytest.fixture
+def backfill_args():
+    return ["backfill", "--symbol", "BTCUSDT", "--start", "2025-01-05T00:00:00Z", "--end", "2025-01-07T00:00:00Z"]
+
+
+def run_cli_while_daemon_runs(daemon, instance, argv, *, before_daemon=None) -> int:
+    """`kline-pipeline <argv>` in a thread (it polls) while this thread plays the daemon."""
+    result: dict[str, int] = {}
+    cli = threading.Thread(target=lambda: result.setdefault("code", main(argv)), daemon=True)
+    cli.start()
+    deadline = time.monotonic() + 30
+    while not instance.get_backfills():
+        assert time.monotonic() < deadline and cli.is_alive(), "the command launched no backfill"
+        time.sleep(0.05)
+    if before_daemon:
+        before_daemon(instance.get_backfills()[0])
+    drive_daemon(daemon, until=lambda: not cli.is_alive())
+    cli.join(timeout=10)
+    return result["code"]
+
+
+def test_backfill_wait_shows_progress_and_exits_0(daemon, dagster_env, backfill_args, capsys, kline_store):
+    assert run_cli_while_daemon_runs(daemon, dagster_env, [*backfill_args, "--wait", "--poll-seconds", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "launched backfill" in out and "2 partitions (2025-01-05|BTCUSDT .. 2025-01-06|BTCUSDT) x 7 assets" in out
+    # Not a TTY: one line per change, ending with every partition complete.
+    assert "2025-01-05|BTCUSDT  [..........] materialised 0/7 assets" in out
+    assert "2025-01-06|BTCUSDT  [##########] materialised 7/7 assets" in out
+    assert "COMPLETED_SUCCESS — 14/14 asset partitions materialised" in out
+    assert count_5m(kline_store, "BTCUSDT") == 2 * 288
+
+
+def test_backfill_wait_exits_1_when_runs_fail(daemon, dagster_env, backfill_args, simulator, capsys):
+    # The run's first Bybit request gets HTTP 403 (an IP ban): the asset fails at once, no retries.
+    failing = run_cli_while_daemon_runs(daemon, dagster_env, [*backfill_args, "--wait", "--poll-seconds", "0.2"],
+                                        before_daemon=lambda _: simulator.inject("403"))
+    assert failing == 1
+    out = capsys.readouterr().out
+    assert "COMPLETED_FAILED" in out and "2025-01-05|BTCUSDT  [..........] materialised 0/7 assets, 7 failed" in out
+
+
+def test_backfill_wait_exits_1_when_canceled(daemon, dagster_env, backfill_args, capsys):
+    def cancel(backfill):  # what the UI's "Cancel backfill" does
+        dagster_env.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
+
+    assert run_cli_while_daemon_runs(daemon, dagster_env, [*backfill_args, "--wait", "--poll-seconds", "0.2"],
+                                     before_daemon=cancel) == 1
+    assert "CANCELED" in capsys.readouterr().out
+
+
+def test_backfill_without_wait_returns_at_once(dagster_env, backfill_args, capsys):
+    assert main(backfill_args) == 0
+    out = capsys.readouterr().out
+    assert "the Dagster daemon runs it" in out and "UI: http://127.0.0.1:3001/runs/b/" in out
+    assert len(dagster_env.get_backfills()) == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--symbol", "NOPEUSDT", "--symbol: symbol 'NOPEUSDT' is not listed"),
+     ("--start", "2025-01-05", "--start: '2025-01-05' has no UTC offset"),
+     ("--end", "2025-01-01T00:00:00Z", "--end: end 2025-01-01T00:00:00+00:00 must be after start")],
+)
+def test_backfill_refuses_bad_arguments_and_launches_nothing(dagster_env, backfill_args, capsys, option, value, message):
+    argv = list(backfill_args)
+    argv[argv.index(option) + 1] = value
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "nothing was launched" in err
+    assert dagster_env.get_backfills() == [] and list(dagster_env.get_dynamic_partitions("symbols")) == []
+
+
+@pytest.mark.parametrize("command", [["backfill"], ["serve-api"], ["dev"]])
+def test_new_commands_explain_themselves(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([*command, "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "usage: kline-pipeline" in text and "daemon" in text
+    if command == ["dev"]:
+        assert "default 3001" in text and "default 3000" in text and "--no-api" in text
+    if command == ["serve-api"]:
+        assert "default 127.0.0.1" in text and "POST /api/backfill" in text
+
