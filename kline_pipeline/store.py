@@ -115,10 +115,19 @@ class DayWriter:
                     cur.execute(sql_text("record_gaps.sql"), params)
             self._conn.commit()
         except BaseException:
-            self._conn.rollback()
+            self._rollback_quietly()
             raise
         touched = [t for t in (first_upserted, first_deleted) if t is not None]
         return DayWrite(candles=len(candles), changed=changed, deleted=deleted, first_changed=min(touched, default=None))
+
+
+    def _rollback_quietly(self) -> None:
+        # After a dropped connection the rollback fails too; the original error is the one to
+        # report (the server has rolled the transaction back by itself).
+        try:
+            self._conn.rollback()
+        except psycopg2.Error:
+            pass
 
 
 class KlineStore(dg.ConfigurableResource):

@@ -50,10 +50,13 @@ def test_one_request_in_five_failing_loses_and_duplicates_nothing(kline_store, m
                           "dagster/asset_partition_range_end": f"{last}|{symbol}"})
                 assert result.success
         faults = [r.fault for r in sim.requests if r.fault]
+        lost = duplicates = 0
         assert set(faults) == set(MIXED)  # every kind of fault really happened
         for symbol in ("BTCUSDT", "ETHUSDT"):
             want = [tuple(r) for r in sim.candles(symbol, to_ms(JAN1), to_ms(JAN1 + timedelta(days=DAYS)))]
             got = stored_rows(kline_store, symbol)
+            lost += len(set(want) - set(got))
+            duplicates += len(got) - len(set(got))
             assert got == want  # every candle exactly once, exact values
             with kline_store.engine().connect() as conn:
                 daily = conn.exec_driver_sql(
@@ -66,7 +69,7 @@ def test_one_request_in_five_failing_loses_and_duplicates_nothing(kline_store, m
         sim.stop()
     ledger.record("exchange", f"1 request in 5 failing ({', '.join(MIXED)}), {DAYS} days x 2 symbols through "
                   "Dagster", f"{len(faults)} faults retried; all {2 * DAYS * 288} candles exact; 1d rollup equals "
-                  "Bybit-style daily candles")
+                  "Bybit-style daily candles", rows_lost=lost, duplicates=duplicates)
 
 
 @pytest.mark.parametrize("fault", ["502", "10016", "slow:2"])

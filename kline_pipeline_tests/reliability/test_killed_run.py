@@ -93,8 +93,10 @@ def test_a_killed_run_is_failed_and_a_relaunch_converges(tmp_path, monkeypatch, 
             "SELECT (extract(epoch FROM timestamp) * 1000)::bigint::text, open::text, high::text, low::text, "
             "close::text, volume::text, turnover::text FROM price_klines WHERE symbol = 'BTCUSDT' "
             "ORDER BY timestamp").all()
+    lost, duplicates = len({tuple(r) for r in want} - {tuple(r) for r in got}), len(got) - len({tuple(r) for r in got})
     assert [tuple(r) for r in got] == [tuple(r) for r in want]
     ledger.record("killed run", f"SIGKILL of the run worker mid-backfill ({DAYS} days, after "
                   f"{sum(counts) // 288} days were committed), then a relaunch",
                   f"only whole days at the kill; {len(killed)} killed run(s) shown as FAILURE; the relaunch "
-                  f"stored exactly the {DAYS * 288} candles of an uninterrupted run")
+                  f"stored exactly the {DAYS * 288} candles of an uninterrupted run",
+                  rows_lost=lost, duplicates=duplicates)
