@@ -244,6 +244,13 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_range_arguments(parser: argparse.ArgumentParser) -> None:
+    """--symbol, --start and --end, as the gaps and backfill commands (and the old API) take them."""
+    parser.add_argument("--symbol", required=True, help="Bybit symbol, e.g. BTCUSDT")
+    parser.add_argument("--start", required=True, help="ISO 8601 UTC time, e.g. 2025-01-01T00:00:00Z")
+    parser.add_argument("--end", required=True, help="ISO 8601 UTC time (exclusive), e.g. 2025-02-01T00:00:00Z")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kline-pipeline",
@@ -283,9 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         "not_listed (before the listing) or not_yet_closed. Exit status: 0 when nothing is "
         "missing, 1 when candles are missing, 2 on bad arguments.",
     )
-    gaps.add_argument("--symbol", required=True, help="Bybit symbol, e.g. BTCUSDT")
-    gaps.add_argument("--start", required=True, help="ISO 8601 UTC time, e.g. 2025-01-01T00:00:00Z")
-    gaps.add_argument("--end", required=True, help="ISO 8601 UTC time (exclusive), e.g. 2025-02-01T00:00:00Z")
+    _add_range_arguments(gaps)
     gaps.add_argument("--json", action="store_true", help="print the report as JSON")
     gaps.set_defaults(func=cmd_gaps)
 
@@ -313,9 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(with --wait: completed successfully), 1 with --wait when it failed or was canceled, 2 on "
         "bad arguments (nothing is launched).",
     )
-    backfill.add_argument("--symbol", required=True, help="Bybit symbol, e.g. BTCUSDT")
-    backfill.add_argument("--start", required=True, help="ISO 8601 UTC time, e.g. 2025-01-01T00:00:00Z")
-    backfill.add_argument("--end", required=True, help="ISO 8601 UTC time (exclusive), e.g. 2025-02-01T00:00:00Z")
+    _add_range_arguments(backfill)
     backfill.add_argument("--wait", action="store_true",
                           help="stay and show a progress bar per partition until the backfill ends")
     backfill.add_argument("--poll-seconds", type=float, default=2.0, metavar="S",

@@ -8,6 +8,7 @@ temporary directory is used instead. Both are real PostgreSQL.
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,21 +44,28 @@ def _admin_url(tmp_root: Path) -> str:
         return _server(tmp_root / "pgdata").get_uri("postgres").replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a fresh database, dropped at the end of the session."""
-    admin_url = _admin_url(tmp_path_factory.mktemp("pg"))
-    name = f"kline_test_{os.getpid()}_{secrets.token_hex(3)}"
+@contextmanager
+def throwaway_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """URL of a new database on the server of `admin_url`, dropped (with its engines) afterwards."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    yield url
-    for key in [k for k in store_module._engines if sa.make_url(k).database == name]:
-        store_module._engines.pop(key).dispose()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        for key in [k for k in store_module._engines if sa.make_url(k).database == name]:
+            store_module._engines.pop(key).dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a fresh database, dropped at the end of the session."""
+    with throwaway_database(_admin_url(tmp_path_factory.mktemp("pg")), "kline_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -11,19 +11,16 @@ Save the screenshot for the docs with: KLINE_SAVE_SCREENSHOT=1 python -m pytest 
 
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import sqlalchemy as sa
 
-from kline_pipeline import store as store_module
 from kline_pipeline.cli import _default_dagster_home
 from kline_pipeline.partitions import symbols_partitions
-from kline_pipeline_tests.conftest import _admin_url
+from kline_pipeline_tests.conftest import _admin_url, throwaway_database
 from kline_pipeline_tests.processes import ROOT, dagster_dev, simulator_process
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -46,17 +43,8 @@ CHECK_STATUS = re.compile(r"Succeeded|Failed|Warning|Skipped|Not evaluated|In pr
 @pytest.fixture
 def candle_database(tmp_path_factory) -> Iterator[str]:
     """A throwaway candle database for this test alone, dropped afterwards."""
-    admin_url = _admin_url(tmp_path_factory.mktemp("pg"))
-    name = f"kline_test_ui_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    for key in [k for k in store_module._engines if sa.make_url(k).database == name]:
-        store_module._engines.pop(key).dispose()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with throwaway_database(_admin_url(tmp_path_factory.mktemp("pg")), "kline_test_ui") as url:
+        yield url
 
 
 @pytest.fixture
