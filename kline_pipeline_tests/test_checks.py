@@ -55,7 +55,7 @@ def outcome(evaluation) -> str:
 def test_a_complete_day_passes_every_check(instance, bybit, store, simulator, frozen_clock):
     run(instance, bybit, store, key="2025-01-01|BTCUSDT")
     got = results(run(instance, bybit, store, key="2025-01-02|BTCUSDT"))
-    assert len(got) == 4 + 12
+    assert len(got) == 4 + 6
     assert {k: outcome(e) for k, e in got.items() if not e.passed} == {}
     meta = got[("price_klines_5m", "no_missing_candles", "2025-01-02|BTCUSDT")].metadata
     assert meta["expected"].value == 288 and meta["present"].value == 288 and meta["missing"].value == 0
@@ -70,8 +70,9 @@ def test_an_exchange_outage_warns_and_explains_short_buckets(instance, bybit, st
     assert outcome(missing) == "failed WARN"
     assert missing.metadata["exchange_outage"].value == 2 and missing.metadata["missing"].value == 0
     assert "| 2025-01-03 06:00 | 2025-01-03 06:10 | 2 | exchange_outage |" in missing.metadata["gaps"].value
-    complete = got[("price_klines_15m", "buckets_complete", "2025-01-03|BTCUSDT")]
+    complete = got[("price_klines_15m", "exact_and_complete", "2025-01-03|BTCUSDT")]
     assert complete.passed and complete.metadata["partial_buckets"].value == 1
+    assert complete.metadata["unexplained_partial_buckets"].value == 0
 
 
 def test_rows_deleted_by_hand_fail_with_error_when_the_checks_run_again(instance, bybit, store, simulator, frozen_clock):
@@ -86,10 +87,15 @@ def test_rows_deleted_by_hand_fail_with_error_when_the_checks_run_again(instance
     missing = got[("price_klines_5m", "no_missing_candles", key)]
     assert outcome(missing) == "failed ERROR" and missing.metadata["missing"].value == 6
     assert outcome(got[("price_klines_5m", "continuous_with_previous_day", key)]) == "failed ERROR"
-    # The rollups were not refreshed after the deletion: stale buckets and unexplained short ones.
-    exact = got[("price_klines_1h", "matches_recomputation", key)]
+    # The rollups were not refreshed after the deletion: a stale bucket, and a short one nothing explains.
+    exact = got[("price_klines_1h", "exact_and_complete", key)]
     assert outcome(exact) == "failed ERROR" and exact.metadata["mismatched_buckets"].value == 1
-    assert outcome(got[("price_klines_1d", "buckets_complete", key)]) == "failed ERROR"
+    assert exact.metadata["unexplained_partial_buckets"].value == 1
+    # Refreshed, the buckets are exact again, but the hole still makes the 10:00 hour short: ERROR.
+    run(instance, bybit, store, key=key, selection=dg.AssetSelection.assets(*rollup_assets))
+    again = results(run(instance, bybit, store, key=key, selection=checks_only))[("price_klines_1h", "exact_and_complete", key)]
+    assert outcome(again) == "failed ERROR" and again.metadata["mismatched_buckets"].value == 0
+    assert again.metadata["first_unexplained"].value == "2025-01-02 10:00"
 
 
 def test_pre_listing_and_todays_partial_day_pass(instance, bybit, store, simulator, frozen_clock):
@@ -125,3 +131,11 @@ def test_a_range_run_records_one_result_per_partition(instance, bybit, store, si
     evaluations = {p: r.event.dagster_event.event_specific_data for p, r in by_partition.items() if p}
     assert [evaluations[f"2025-01-0{d}|BTCUSDT"].passed for d in range(1, 5)] == [True, False, True, True]
     assert evaluations["2025-01-02|BTCUSDT"].severity == dg.AssetCheckSeverity.WARN
+
+
+def test_freshness_is_recorded_for_the_latest_day_only_in_a_range(instance, bybit, store, simulator, frozen_clock):
+    result = run(instance, bybit, store, first="2025-02-27|BTCUSDT", last="2025-03-01|BTCUSDT")
+    fresh = {e.partition: e for e in result.get_asset_check_evaluations() if e.check_name == "candles_fresh"}
+    assert set(fresh) == {"2025-03-01|BTCUSDT", None}  # the latest day, and the run's summary
+    assert fresh["2025-03-01|BTCUSDT"].passed and fresh["2025-03-01|BTCUSDT"].metadata["age_minutes"].value == 2.5
+    assert fresh[None].metadata["evaluated_partitions"].value == 1

@@ -149,7 +149,7 @@ def test_one_run_refreshes_all_symbols_and_records_partitions_and_checks(instanc
     assert ("price_klines_5m", "2025-02-28|BTCUSDT") not in mats  # nothing changed there
     checks = {(e.check_name, e.partition) for e in result.get_asset_check_evaluations()}
     assert ("no_missing_candles", "2025-03-01|BTCUSDT") in checks and ("candles_fresh", "2025-03-01|ETHUSDT") in checks
-    assert ("matches_recomputation", "2025-03-01|BTCUSDT") in checks
+    assert ("exact_and_complete", "2025-03-01|BTCUSDT") in checks
     # Only 27 February fails: its morning precedes the first tick's two-day window and was never fetched.
     failed = {e.partition for e in result.get_asset_check_evaluations() if not e.passed}
     assert failed == {"2025-02-27|BTCUSDT", "2025-02-27|ETHUSDT"}
