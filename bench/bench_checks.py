@@ -7,6 +7,7 @@ Prints the gap report over the whole range (target ≤ 1 s) and one partition's
 """
 
 import argparse
+import json
 import time
 from datetime import date, datetime, timedelta, timezone
 
@@ -53,6 +54,9 @@ def main() -> None:
     print(f"{'gap report over the whole range (ms, median of 7)':<52} {year * 1000:>9.1f} {'1000':>8}")
     print(f"{'no_missing_candles, one partition (ms, median of 50)':<52} {one * 1000:>9.1f} {'50':>8}")
     print(f"{'valid_ohlcv, one partition (ms, median of 50)':<52} {valid * 1000:>9.1f} {'-':>8}")
+    print("RESULT " + json.dumps({"days": args.days, "candles": candles, "gap_spans": len(report.spans),
+                                  "gap_report_ms": round(year * 1000, 2), "no_missing_candles_ms": round(one * 1000, 2),
+                                  "valid_ohlcv_ms": round(valid * 1000, 2)}))
 
 
 if __name__ == "__main__":

@@ -129,6 +129,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['stage']:<8} {r['rps_limit']:>10g} {r['candles']:>8} {r['stored']:>7} {r['requests']:>8} "
               f"{r['seconds']:>8} {r['candles_per_s']:>10} {r['peak_rss_mb']:>11}")
+    print("RESULT " + json.dumps({"days": args.days, "stages": rows}))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ history). A timing here is a figure to read, not a pass/fail test.
 """
 
 import argparse
+import json
 import time
 from datetime import date, datetime, timedelta
 
@@ -85,6 +86,10 @@ def main() -> None:
     print(f"{'refresh six rollups, one day, 5x history (ms, median)':<58} {day_5y * 1000:>10.1f}")
     print(f"{'history ratio 5x/1x':<58} {day_5y / day_1y:>10.2f}")
     print(f"(5x history = {candles + extra} candles)")
+    print("RESULT " + json.dumps({"days": args.days, "candles": candles, "cold_s": round(cold, 3),
+                                  "warm_s": round(warm, 3), "matview_s": round(matview, 3),
+                                  "day_1x_ms": round(day_1y * 1000, 2), "day_5x_ms": round(day_5y * 1000, 2),
+                                  "history_ratio": round(day_5y / day_1y, 3)}))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,22 @@ def admin_url_default() -> str:
 
 
 @contextmanager
+def throwaway_database(admin_url: str, label: str) -> Iterator[str]:
+    """The URL of a new, empty database (for processes we start), dropped afterwards."""
+    name = f"kline_bench_{label}_{os.getpid()}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@contextmanager
 def throwaway_store(admin_url: str, label: str) -> Iterator[KlineStore]:
     """A KlineStore on a new database, dropped afterwards."""
     name = f"kline_bench_{label}_{os.getpid()}"

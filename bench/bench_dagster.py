@@ -1,0 +1,422 @@
+"""The user's path, end to end: `dagster dev`, a symbol, a UI-style backfill, until every check has a result.
+
+    python bench/bench_dagster.py [--days 365] [--one-run-days 30] [--scale-symbols 10 --scale-days 730]
+                                  [--skip-one-run] [--skip-scale]
+
+Session A: `dagster dev -w <tmp workspace> -h 127.0.0.1 -p <free port>` with a fresh DAGSTER_HOME
+holding the local instance template (kline_pipeline/instance/local.yaml), KLINE_DATABASE_URL =
+a throwaway database on the local server, BYBIT_BASE_URL = the simulator in its own process.
+The workspace has two code locations: ours (kline_pipeline.definitions) and the floor
+(bench/floor_definitions.py: the same partitions, backfill policy, pool and executor, no-op
+assets, no checks). Symbols are added with GraphQL `addDynamicPartition`, backfills launched
+with `launchPartitionBackfill` like the UI does; each is timed from the launch until the
+backfill is COMPLETED_SUCCESS and (ours) every check of every partition has a result in the
+instance. Then, in the same session, the scale run (many symbols x years) and the timing of
+the asset page's partition-status query.
+
+Session B: a second `dagster dev` (own DAGSTER_HOME) on bench/one_run_definitions.py (our
+definitions without a backfill policy: one run per partition) backfilling `--one-run-days`
+partitions, extrapolated linearly to `--days`.
+
+The live_refresh schedule is stopped in both sessions (it would add a run every 5 minutes to
+whichever backfill happens to be measured); the rollup automation sensor keeps running.
+Prints a table and, last, one line `RESULT {json}` for bench/run_all.py.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+from common import admin_url_default, throwaway_database  # noqa: E402
+
+LISTED = "2020-01-01"
+P1_SYMBOL = "BTCUSDT"
+ONE_RUN_SYMBOL = "ETHUSDT"
+P1_FIRST = date(2025, 1, 1)
+SCALE_FIRST = date(2024, 1, 1)
+ROLLUP_TABLES = ["price_klines_15m", "price_klines_30m", "price_klines_1h", "price_klines_4h", "price_klines_12h",
+                 "price_klines_1d"]
+OURS = ["price_klines_5m", *ROLLUP_TABLES]
+FLOOR = [f"floor_{a}" for a in OURS]
+
+PARTITION_STATUS_QUERY = """
+query AssetPartitions($assetKey: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $assetKey) {
+    __typename
+    ... on AssetNode {
+      partitionStats { numMaterialized numPartitions numFailed numMaterializing }
+      assetPartitionStatuses {
+        __typename
+        ... on MultiPartitionStatuses {
+          primaryDimensionName
+          ranges {
+            primaryDimStartKey primaryDimEndKey
+            secondaryDim {
+              __typename
+              ... on DefaultPartitionStatuses { materializedPartitions failedPartitions }
+              ... on TimePartitionStatuses { ranges { startKey endKey status } }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGINT (dagster dev's normal exit), then SIGKILL, to the process group we started."""
+    for sig, grace in ((signal.SIGINT, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the parent
+        except ProcessLookupError:
+            pass
+        return
+
+
+def wait_http(url: str, proc: subprocess.Popen, logfile: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[:4]} exited {proc.returncode}:\n{logfile.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.25)
+    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s:\n{logfile.read_text(errors='replace')[-3000:]}")
+
+
+@contextmanager
+def simulator(symbols: list[str]):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kline_pipeline.cli", "simulate-exchange", "--host", "127.0.0.1", "--port", str(port),
+         *[a for s in symbols for a in ("--instrument", f"{s}:{LISTED}")]],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/v5/market/time", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        stop_group(proc)
+
+
+class DagsterDev:
+    """`dagster dev` on a free port with its own DAGSTER_HOME (the local instance template)."""
+
+    def __init__(self, workdir: Path, locations: dict[str, str], env: dict[str, str]) -> None:
+        self.home = workdir / "dagster_home"
+        self.home.mkdir(parents=True)
+        shutil.copyfile(ROOT / "kline_pipeline" / "instance" / "local.yaml", self.home / "dagster.yaml")
+        self.workspace = workdir / "workspace.yaml"
+        entries = []
+        for name, target in locations.items():
+            if target.endswith(".py"):
+                entries.append(f"  - python_file:\n      relative_path: {target}\n      location_name: {name}\n"
+                               f"      working_directory: {ROOT}\n")
+            else:
+                entries.append(f"  - python_module:\n      module_name: {target}\n      location_name: {name}\n"
+                               f"      working_directory: {ROOT}\n")
+        self.workspace.write_text("load_from:\n" + "".join(entries))
+        self.locations = list(locations)
+        self.env = {**os.environ, **env, "DAGSTER_HOME": str(self.home)}
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.logfile = workdir / "dagster_dev.log"
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "DagsterDev":
+        t0 = time.perf_counter()
+        with self.logfile.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dagster", "dev", "-w", str(self.workspace), "-h", "127.0.0.1", "-p",
+                 str(self.port)],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._wait_loaded()
+        except BaseException:
+            stop_group(self.proc)  # __exit__ does not run when __enter__ raises
+            raise
+        self.startup_s = time.perf_counter() - t0
+        return self
+
+    def _wait_loaded(self) -> None:
+        wait_http(f"{self.base}/server_info", self.proc, self.logfile, timeout=120)
+        deadline = time.monotonic() + 120
+        while True:
+            data = self.gql("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+                            "locationOrLoadError { __typename } } } } }")
+            entries = data["workspaceOrError"]["locationEntries"]
+            states = {e["name"]: (e["loadStatus"], (e["locationOrLoadError"] or {}).get("__typename")) for e in entries}
+            if all(states.get(n) == ("LOADED", "RepositoryLocation") for n in self.locations):
+                break
+            if any(s[1] == "PythonError" for s in states.values()) or time.monotonic() > deadline:
+                raise RuntimeError(f"code locations did not load: {states}\n{self.logfile.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def __exit__(self, *exc) -> None:
+        if self.proc:
+            stop_group(self.proc)
+
+    def gql(self, query: str, variables: dict | None = None, timeout: float = 300) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        req = urllib.request.Request(f"{self.base}/graphql", data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                payload = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"GraphQL HTTP {exc.code}: {exc.read()[:2000]!r}") from None
+        if payload.get("errors"):
+            raise RuntimeError(f"GraphQL errors: {payload['errors']}")
+        return payload["data"]
+
+    def add_symbols(self, location: str, symbols: list[str]) -> None:
+        for symbol in symbols:
+            data = self.gql(
+                """mutation($loc: String!, $key: String!) { addDynamicPartition(repositorySelector:
+                {repositoryLocationName: $loc, repositoryName: "__repository__"}, partitionsDefName: "symbols",
+                partitionKey: $key) { __typename ... on PythonError { message } } }""",
+                {"loc": location, "key": symbol})
+            kind = data["addDynamicPartition"]["__typename"]
+            if kind not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
+                raise RuntimeError(f"addDynamicPartition {symbol}: {data}")
+
+    def stop_schedule(self, location: str, name: str) -> None:
+        subprocess.run([sys.executable, "-m", "dagster", "schedule", "stop", name, "-w", str(self.workspace),
+                        "-l", location], cwd=ROOT, env=self.env, check=True, capture_output=True)
+
+    def launch_backfill(self, assets: list[str], ranges: list[tuple[str, str]]) -> str:
+        params = {"partitionsByAssets": [
+            {"assetKey": {"path": [a]}, "partitions": {"ranges": [{"start": s, "end": e} for s, e in ranges]}}
+            for a in assets]}
+        data = self.gql(
+            """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
+            __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message stack } } }""",
+            {"p": params})
+        result = data["launchPartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"launchPartitionBackfill: {result}")
+        return result["backfillId"]
+
+    def backfill_status(self, backfill_id: str) -> str:
+        data = self.gql("""query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+            __typename ... on PartitionBackfill { status } } }""", {"id": backfill_id})
+        return data["partitionBackfillOrError"]["status"]
+
+    def time_partition_query(self, asset: str, repeats: int = 5) -> tuple[float, float, dict]:
+        """(first, median of the rest) seconds of the asset page's partition-status query."""
+        times, stats = [], {}
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            data = self.gql(PARTITION_STATUS_QUERY, {"assetKey": {"path": [asset]}})
+            times.append(time.perf_counter() - t0)
+            stats = data["assetNodeOrError"]["partitionStats"]
+        rest = sorted(times[1:]) or times
+        return times[0], rest[len(rest) // 2], stats
+
+
+def keys_for(symbols: list[str], first: date, days: int) -> list[str]:
+    return [f"{first + timedelta(days=i):%Y-%m-%d}|{s}" for s in symbols for i in range(days)]
+
+
+def ranges_for(symbols: list[str], first: date, days: int) -> list[tuple[str, str]]:
+    last = first + timedelta(days=days - 1)
+    return [(f"{first:%Y-%m-%d}|{s}", f"{last:%Y-%m-%d}|{s}") for s in symbols]
+
+
+def run_backfill(dev: DagsterDev, assets: list[str], symbols: list[str], first: date, days: int, *,
+                 with_checks: bool, timeout: float) -> dict:
+    """Launch like the UI, wait for COMPLETED_SUCCESS and (with_checks) a result for every check
+    of every partition; return the figures."""
+    import dagster as dg
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as S
+
+    partitions = keys_for(symbols, first, days)
+    t0 = time.perf_counter()
+    backfill_id = dev.launch_backfill(assets, ranges_for(symbols, first, days))
+    status = None
+    while time.perf_counter() - t0 < timeout:
+        status = dev.backfill_status(backfill_id)
+        if status not in ("REQUESTED", "IN_PROGRESS", "CANCELING"):
+            break
+        time.sleep(1.0)
+    backfill_s = time.perf_counter() - t0
+    if status != "COMPLETED_SUCCESS":
+        raise RuntimeError(f"backfill {backfill_id} ended {status} after {backfill_s:.0f} s; see {dev.logfile}")
+    figures: dict = {"backfill_id": backfill_id, "partitions": len(partitions), "assets": len(assets),
+                     "backfill_s": round(backfill_s, 1)}
+    with dg.DagsterInstance.from_config(str(dev.home)) as instance:
+        if with_checks:
+            from kline_pipeline.checks import EVALUATORS
+
+            check_keys = sorted(EVALUATORS, key=str)
+            done_states = {S.SUCCEEDED, S.FAILED}
+            while True:
+                infos = []
+                for i in range(0, len(partitions), 2000):
+                    infos += instance.event_log_storage.get_asset_check_partition_info(
+                        check_keys, partition_keys=partitions[i:i + 2000])
+                done = [x for x in infos if x.latest_execution_status in done_states]
+                if len(done) >= len(check_keys) * len(partitions) or time.perf_counter() - t0 > timeout:
+                    break
+                time.sleep(1.0)
+            figures["checks_expected"] = len(check_keys) * len(partitions)
+            figures["checks_with_result"] = len(done)
+            figures["checks_passed"] = sum(x.latest_execution_status == S.SUCCEEDED for x in done)
+        figures["wall_s"] = round(time.perf_counter() - t0, 1)
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        figures["runs"] = len(runs)
+        run_seconds, steps = [], {}
+        for run in runs:
+            stats = instance.get_run_stats(run.run_id)
+            if stats.start_time and stats.end_time:
+                run_seconds.append(stats.end_time - stats.start_time)
+            for step in instance.get_run_step_stats(run.run_id):
+                if step.start_time and step.end_time:
+                    steps[step.step_key] = steps.get(step.step_key, 0.0) + step.end_time - step.start_time
+        figures["run_exec_s_sum"] = round(sum(run_seconds), 1)
+        figures["run_exec_s_median"] = round(sorted(run_seconds)[len(run_seconds) // 2], 2) if run_seconds else None
+        figures["step_s"] = {k: round(v, 2) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])}
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--admin-url", default=admin_url_default())
+    parser.add_argument("--days", type=int, default=365, help="P1: days of 1 symbol")
+    parser.add_argument("--one-run-days", type=int, default=30, help="one-run-per-partition layout: days measured")
+    parser.add_argument("--scale-symbols", type=int, default=10)
+    parser.add_argument("--scale-days", type=int, default=730)
+    parser.add_argument("--skip-one-run", action="store_true")
+    parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--timeout", type=float, default=3600, help="per backfill, seconds")
+    args = parser.parse_args()
+
+    scale_symbols = [f"SCALE{i}USDT" for i in range(args.scale_symbols)]
+    result: dict = {"days": args.days, "one_run_days": args.one_run_days,
+                    "scale": None if args.skip_scale else {"symbols": args.scale_symbols, "days": args.scale_days}}
+    t_all = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="kline_bench_dagster_") as tmp, \
+            simulator([P1_SYMBOL, ONE_RUN_SYMBOL, *scale_symbols]) as sim_url, \
+            throwaway_database(args.admin_url, "dagster") as db_url:
+        env = {"KLINE_DATABASE_URL": db_url, "BYBIT_BASE_URL": sim_url}
+        workdir = Path(tmp)
+        (workdir / "a").mkdir()
+        log("session A: dagster dev with kline_pipeline + floor")
+        with DagsterDev(workdir / "a", {"kline_pipeline": "kline_pipeline.definitions",
+                                        "floor": str(BENCH / "floor_definitions.py")}, env) as dev:
+            result["startup_s"] = round(dev.startup_s, 1)
+            dev.stop_schedule("kline_pipeline", "live_refresh")
+            dev.add_symbols("kline_pipeline", [P1_SYMBOL])
+            log(f"floor backfill: 1 x {args.days} days")
+            result["floor"] = run_backfill(dev, FLOOR, [P1_SYMBOL], P1_FIRST, args.days, with_checks=False,
+                                           timeout=args.timeout)
+            log(f"  {result['floor']['wall_s']} s; ours: 1 x {args.days} days")
+            result["ours"] = run_backfill(dev, OURS, [P1_SYMBOL], P1_FIRST, args.days, with_checks=True,
+                                          timeout=args.timeout)
+            log(f"  {result['ours']['wall_s']} s")
+            first, median, stats = dev.time_partition_query("price_klines_5m")
+            result["ui_query_p1"] = {"first_s": round(first, 3), "median_s": round(median, 3), "stats": stats}
+            if not args.skip_scale:
+                dev.add_symbols("kline_pipeline", scale_symbols)
+                log(f"scale backfill: {args.scale_symbols} x {args.scale_days} days")
+                result["scale_run"] = run_backfill(dev, OURS, scale_symbols, SCALE_FIRST, args.scale_days,
+                                                   with_checks=True, timeout=args.timeout)
+                log(f"  {result['scale_run']['wall_s']} s")
+                first, median, stats = dev.time_partition_query("price_klines_5m")
+                result["ui_query_scale"] = {"first_s": round(first, 3), "median_s": round(median, 3), "stats": stats}
+        if not args.skip_one_run:
+            (workdir / "b").mkdir()
+            log("session B: dagster dev with one-run-per-partition definitions")
+            with DagsterDev(workdir / "b", {"kline_pipeline": str(BENCH / "one_run_definitions.py")}, env) as dev:
+                dev.stop_schedule("kline_pipeline", "live_refresh")
+                dev.add_symbols("kline_pipeline", [ONE_RUN_SYMBOL])
+                result["one_run"] = run_backfill(dev, OURS, [ONE_RUN_SYMBOL], P1_FIRST, args.one_run_days,
+                                                 with_checks=True, timeout=args.timeout)
+                log(f"  {result['one_run']['wall_s']} s")
+    result["total_s"] = round(time.perf_counter() - t_all, 1)
+
+    ours, floor = result["ours"], result["floor"]
+    rows = [
+        (f"ours: 1 symbol x {args.days} days, 7 assets + checks (s)", ours["wall_s"], f"{ours['runs']} runs"),
+        (f"floor: no-op graph, same layout (s)", floor["wall_s"], f"{floor['runs']} runs"),
+        ("ours / floor", round(ours["wall_s"] / floor["wall_s"], 2), "target <= 1.3"),
+        ("checks with a result / expected", f"{ours['checks_with_result']}/{ours['checks_expected']}", ""),
+        ("asset page partition query at P1 size (ms, median)", round(result["ui_query_p1"]["median_s"] * 1000), ""),
+    ]
+    if "one_run" in result:
+        one = result["one_run"]
+        extrapolated = one["wall_s"] * args.days / args.one_run_days
+        result["one_run"]["extrapolated_s"] = round(extrapolated, 1)
+        result["one_run_speedup"] = round(extrapolated / ours["wall_s"], 1)
+        rows += [(f"one run per partition: {args.one_run_days} days (s)", one["wall_s"], f"{one['runs']} runs"),
+                 (f"  extrapolated to {args.days} days (s)", round(extrapolated), ""),
+                 ("speed-up of multi_run(31) over it", result["one_run_speedup"], "target >= 20")]
+    if "scale_run" in result:
+        sc = result["scale_run"]
+        per_p1 = ours["wall_s"] / ours["partitions"]
+        per_sc = sc["wall_s"] / sc["partitions"]
+        result["scale_per_partition_ratio"] = round(per_sc / per_p1, 2)
+        rows += [(f"scale: {args.scale_symbols} symbols x {args.scale_days} days (s)", sc["wall_s"],
+                  f"{sc['runs']} runs, {sc['partitions']} partitions"),
+                 ("  per partition (ms) vs P1 per partition (ms)", round(per_sc * 1000), f"{per_p1 * 1000:.0f}"),
+                 ("  per-partition ratio scale / P1", result["scale_per_partition_ratio"], "linear or better: <= 1"),
+                 ("  checks with a result / expected", f"{sc['checks_with_result']}/{sc['checks_expected']}", ""),
+                 ("  asset page partition query after scale (ms, median)",
+                  round(result["ui_query_scale"]["median_s"] * 1000), "")]
+    print(f"dagster dev (webserver + daemon), local instance template, simulator, PostgreSQL; startup "
+          f"{result['startup_s']} s (not timed)")
+    print(f"{'what':<58} {'figure':>12}  note")
+    for what, figure, note in rows:
+        print(f"{what:<58} {figure!s:>12}  {note}")
+    print(f"steps of ours, summed over runs (s): {json.dumps(ours['step_s'])}")
+    print("RESULT " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
