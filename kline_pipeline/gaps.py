@@ -1,6 +1,6 @@
 """Gap reports: which expected 5-minute candles are absent over a range, and why.
 
-Holes are found by one SQL query over the primary-key index (`sql/gap_holes.sql`); each hole
+Holes are found by one SQL query over the stored timestamps (`sql/gap_holes.sql`); each hole
 is then split against the few intervals that explain absences: before the listing
 (`not_listed`), at or after the last closed candle (`not_yet_closed`), inside a recorded
 exchange outage (`exchange_outage`); the rest is `missing` (never fetched, or lost).

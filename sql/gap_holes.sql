@@ -1,21 +1,20 @@
--- Holes in a symbol's stored 5m candles over [start, end) (both on the grid), found in one pass
--- over the primary-key index: sentinels just before start and at end make leading and trailing
--- holes ordinary ones. Also returns the number of stored candles in the range.
-WITH stored AS (
-    SELECT timestamp AS ts FROM price_klines
+-- Holes in a symbol's stored 5m candles over [start, end) (both on the grid), in one query: the
+-- stored timestamps (a range scan of the primary key; PostgreSQL may prefer a sequential scan when
+-- the range covers most of the table) plus sentinels just before start and at end, so leading and
+-- trailing holes are ordinary steps between neighbours. Every row carries the number of stored
+-- candles; the end sentinel's row is always returned, so there is at least one row.
+WITH marks AS (
+    SELECT timestamp AS ts, 1 AS stored FROM price_klines
     WHERE symbol = %(symbol)s AND timeframe = '5m' AND timestamp >= %(start)s AND timestamp < %(end)s
-),
-marks AS (
-    SELECT ts FROM stored
-    UNION ALL SELECT %(start)s::timestamptz - interval '5 minutes'
-    UNION ALL SELECT %(end)s::timestamptz
+    UNION ALL SELECT %(start)s::timestamptz - interval '5 minutes', 0
+    UNION ALL SELECT %(end)s::timestamptz, 0
 ),
 steps AS (
-    SELECT lag(ts) OVER (ORDER BY ts) AS prev, ts FROM marks
+    SELECT lag(ts) OVER (ORDER BY ts) AS prev, ts, sum(stored) OVER () AS present FROM marks
 )
-SELECT prev + interval '5 minutes' AS hole_start, ts AS hole_end, (SELECT count(*) FROM stored) AS present
+SELECT CASE WHEN ts - prev > interval '5 minutes' THEN prev + interval '5 minutes' END AS hole_start,
+       CASE WHEN ts - prev > interval '5 minutes' THEN ts END AS hole_end,
+       present
 FROM steps
-WHERE ts - prev > interval '5 minutes'
-UNION ALL
-SELECT NULL, NULL, (SELECT count(*) FROM stored)   -- always one row carrying the count
-ORDER BY 1 NULLS LAST;
+WHERE ts - prev > interval '5 minutes' OR ts = %(end)s::timestamptz
+ORDER BY ts;
