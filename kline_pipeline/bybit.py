@@ -33,6 +33,9 @@ from kline_pipeline.ratelimit import shared_limiter
 
 MAINNET_URL = "https://api.bybit.com"
 CATEGORIES = ("spot", "linear", "inverse")
+INTERVAL_MS = {"5": CANDLE_MS, "15": 15 * 60_000, "30": 30 * 60_000, "60": 3_600_000, "240": 4 * 3_600_000,
+               "720": 12 * 3_600_000, "D": 86_400_000}
+"""Bybit's kline intervals this project reads: 5m for the raw candles, the rest to compare rollups."""
 WINDOW_CANDLES = 1000
 """Bybit's maximum `limit`: one request per 1000 candles."""
 
@@ -78,7 +81,7 @@ def _resolve_base_url(base_url: str | None) -> str:
     return value.rstrip("/")
 
 
-def parse_candle(symbol: str, row: list[Any]) -> Candle:
+def parse_candle(symbol: str, row: list[Any], *, step_ms: int = CANDLE_MS) -> Candle:
     """Map one `result.list` row to a Candle, enforcing the rules a real candle obeys."""
     try:
         start_ms = int(row[0])
@@ -89,23 +92,23 @@ def parse_candle(symbol: str, row: list[Any]) -> Candle:
     # Hot path (a year is 105,120 rows): one combined test; the rule is only named on failure.
     try:
         valid = (
-            not start_ms % CANDLE_MS and lo > 0 and lo <= op <= hi and lo <= cl <= hi
+            not start_ms % step_ms and lo > 0 and lo <= op <= hi and lo <= cl <= hi
             and vol >= 0 and turn >= 0 and hi.is_finite() and vol.is_finite() and turn.is_finite()
         )
     except InvalidOperation:  # NaN in an ordering comparison
         valid = False
     if not valid:
-        raise InvalidCandleError(_broken_rule(symbol, start_ms, row, (op, hi, lo, cl, vol, turn)))
+        raise InvalidCandleError(_broken_rule(symbol, start_ms, row, (op, hi, lo, cl, vol, turn), step_ms))
     return Candle(start_ms, o, h, l, c, v, t)
 
 
-def _broken_rule(symbol: str, start_ms: int, row: list[Any], values: tuple[Decimal, ...]) -> str:
+def _broken_rule(symbol: str, start_ms: int, row: list[Any], values: tuple[Decimal, ...], step_ms: int) -> str:
     """Name the first rule a candle breaks, with symbol and time (called only for bad rows)."""
     op, hi, lo, cl, vol, turn = values
     o, h, l, c, v, t = (str(x) for x in row[1:7])
     when = f"{symbol} candle at {from_ms(start_ms).isoformat()}" if start_ms >= 0 else f"{symbol} row {row!r}"
-    if start_ms % CANDLE_MS:
-        return f"{when}: start time is not on the 5-minute grid"
+    if start_ms % step_ms:
+        return f"{when}: start time is not on the {step_ms // 60_000}-minute grid"
     if not all(x.is_finite() for x in values):
         return f"{when}: non-finite number in {row!r}"
     if hi < lo:
@@ -225,35 +228,44 @@ class BybitClient(dg.ConfigurableResource):
         rows = reply["result"].get("list") or []
         return from_ms(min(int(r[0]) for r in rows)) if rows else None
 
-    def iter_kline_windows(self, *, symbol: str, start: datetime, end: datetime, now: datetime) -> Iterator[KlineWindow]:
-        """Closed 5m candles opening in [start, end), one request per window of at most 1000.
+    def iter_kline_windows(
+        self, *, symbol: str, start: datetime, end: datetime, now: datetime, interval: str = "5",
+    ) -> Iterator[KlineWindow]:
+        """Closed candles of `interval` (default 5m) opening in [start, end), one request per
+        window of at most 1000.
 
         Each request carries both `start` and `end` spanning at most 1000 candles, so the
         answer cannot depend on which end Bybit truncates. Candles closing after `now` are
         dropped (Bybit includes the still-open one); rows are validated, de-duplicated and
         returned oldest first. Windows come in time order and cover the range without gaps.
         """
-        first = grid_ceil(to_ms(start))
+        if interval not in INTERVAL_MS:
+            raise ValueError(f"invalid interval {interval!r}: allowed are {', '.join(INTERVAL_MS)}")
+        step = INTERVAL_MS[interval]
+        first = grid_ceil(to_ms(start), step)
         # Last candle that opens before `end` and has closed by `now`.
-        last = min(grid_floor(to_ms(end) - 1), grid_floor(to_ms(now)) - CANDLE_MS)
+        last = min(grid_floor(to_ms(end) - 1, step), grid_floor(to_ms(now), step) - step)
         category = self.resolved_category
         window_start = first
         while window_start <= last:
-            window_end = min(window_start + (WINDOW_CANDLES - 1) * CANDLE_MS, last)
+            window_end = min(window_start + (WINDOW_CANDLES - 1) * step, last)
             reply = self._call(
                 f"kline {symbol} {from_ms(window_start).isoformat()}..{from_ms(window_end).isoformat()}",
                 "get_kline",
-                category=category, symbol=symbol, interval="5",
+                category=category, symbol=symbol, interval=interval,
                 start=window_start, end=window_end, limit=WINDOW_CANDLES,
             )
             by_start: dict[int, Candle] = {}
             for row in reply["result"].get("list") or []:
-                candle = parse_candle(symbol, row)
+                candle = parse_candle(symbol, row, step_ms=step)
                 if window_start <= candle.start_ms <= window_end:
                     by_start[candle.start_ms] = candle
             yield KlineWindow(window_start, window_end, tuple(by_start[k] for k in sorted(by_start)))
-            window_start = window_end + CANDLE_MS
+            window_start = window_end + step
 
-    def fetch_klines(self, *, symbol: str, start: datetime, end: datetime, now: datetime) -> list[Candle]:
-        """All closed 5m candles opening in [start, end), oldest first (see `iter_kline_windows`)."""
-        return [c for w in self.iter_kline_windows(symbol=symbol, start=start, end=end, now=now) for c in w.candles]
+    def fetch_klines(
+        self, *, symbol: str, start: datetime, end: datetime, now: datetime, interval: str = "5",
+    ) -> list[Candle]:
+        """All closed candles of `interval` opening in [start, end), oldest first (see `iter_kline_windows`)."""
+        windows = self.iter_kline_windows(symbol=symbol, start=start, end=end, now=now, interval=interval)
+        return [c for w in windows for c in w.candles]

@@ -6,14 +6,17 @@ result with partition=None (measured on dagster 1.13.27), so there every partiti
 is also logged as its own `AssetCheckEvaluation` and the required result summarises the run.
 """
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import dagster as dg
 
 from kline_pipeline import clock
 from kline_pipeline.assets import price_klines_5m
+from kline_pipeline.bybit import BybitClient
 from kline_pipeline.gaps import MISSING, NOT_LISTED, OUTAGE, gap_report
 from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.models import CANDLE_MS, from_ms, grid_floor, to_ms
@@ -133,6 +136,36 @@ def rollup_exact_and_complete(rollup: Rollup) -> Evaluator:
     return evaluate
 
 
+EXCHANGE_COMPARISON_ENV = "KLINE_CHECK_ROLLUPS_AGAINST_EXCHANGE"
+"""Set to 1 to also compare each rollup day with Bybit's own candles (one request per rollup per day)."""
+
+
+def with_exchange_comparison(rollup: Rollup, base: Evaluator, bybit: BybitClient) -> Evaluator:
+    """`base`, plus: the day's exact buckets equal Bybit's own candles of the rollup's interval.
+
+    Bybit aggregates its own trades, so this checks our whole chain (fetch, store, aggregate)
+    against an independent source; a day's closed buckets take one request (≤ 96 candles).
+    """
+    def evaluate(store: KlineStore, key: str, now: datetime) -> Outcome:
+        outcome = base(store, key, now)
+        day, symbol = split_partition_key(key)
+        start, end = day_start(day), day_start(day) + DAY
+        ours = {r[0]: r[1:] for r in store.query(
+            "rollup_compute.sql", {"rollup": rollup.table, "symbol": symbol, "start": start, "end": end})
+            if r[0] + rollup.stride <= now}  # Bybit serves closed candles only
+        theirs = {c.start: tuple(Decimal(x) for x in (c.open, c.high, c.low, c.close, c.volume, c.turnover))
+                  for c in bybit.fetch_klines(symbol=symbol, start=start, end=end, now=now,
+                                              interval=rollup.bybit_interval)}
+        # A bucket only one side has is a difference too.
+        differ = sorted(b for b in set(ours) | set(theirs) if ours.get(b) != theirs.get(b))
+        metadata = {**outcome.metadata, "exchange_buckets": len(theirs), "exchange_differences": len(differ)}
+        if differ:
+            metadata["first_exchange_differences"] = ", ".join(f"{b:%Y-%m-%d %H:%M}" for b in differ[:20])
+        return Outcome(outcome.passed and not differ, ERROR, metadata)
+
+    return evaluate
+
+
 def _spec(asset: dg.AssetsDefinition, name: str, evaluator: Evaluator) -> tuple[dg.AssetCheckSpec, Evaluator]:
     spec = dg.AssetCheckSpec(name, asset=asset, partitions_def=kline_partitions, description=evaluator.__doc__)
     return spec, evaluator
@@ -145,13 +178,16 @@ def check_evaluation(check_key: dg.AssetCheckKey, partition: str, store: KlineSt
                                    severity=outcome.severity, metadata=outcome.metadata, partition=partition)
 
 
-def evaluate_partitions(context: dg.AssetCheckExecutionContext, store: KlineStore) -> Iterator[dg.AssetCheckResult]:
+def evaluate_partitions(
+    context: dg.AssetCheckExecutionContext, store: KlineStore,
+    evaluators: Mapping[dg.AssetCheckKey, Evaluator] | None = None,
+) -> Iterator[dg.AssetCheckResult]:
     """Run each selected check on each partition of the run; see the module docstring."""
     op_context = context.op_execution_context
     keys = list(op_context.partition_keys)
     now = clock.utcnow()
     for check_key in sorted(context.selected_asset_check_keys, key=str):
-        evaluate = EVALUATORS[check_key]
+        evaluate = (evaluators or EVALUATORS)[check_key]
         applicable = keys
         if evaluate is candles_fresh and len(keys) > 1:
             # Freshness concerns the latest day only: a backfill of history records no result for it
@@ -196,6 +232,14 @@ def raw_checks(context: dg.AssetCheckExecutionContext, kline_store: KlineStore) 
 
 
 @dg.multi_asset_check(specs=[spec for spec, _ in _ROLLUP], can_subset=True, name="rollup_checks")
-def rollup_checks(context: dg.AssetCheckExecutionContext, kline_store: KlineStore) -> Iterator[dg.AssetCheckResult]:
-    """Each rollup equals a recomputation from the 5m candles and its short buckets are explained."""
-    yield from evaluate_partitions(context, kline_store)
+def rollup_checks(
+    context: dg.AssetCheckExecutionContext, kline_store: KlineStore, bybit: BybitClient
+) -> Iterator[dg.AssetCheckResult]:
+    """Each rollup equals a recomputation from the 5m candles and its short buckets are explained;
+    with KLINE_CHECK_ROLLUPS_AGAINST_EXCHANGE=1 (off by default, it costs requests) it also equals
+    Bybit's own candles of that interval."""
+    evaluators = None
+    if os.environ.get(EXCHANGE_COMPARISON_ENV) == "1":
+        evaluators = {spec.key: with_exchange_comparison(rollup, f, bybit)
+                      for (spec, f), rollup in zip(_ROLLUP, ROLLUPS, strict=True)}
+    yield from evaluate_partitions(context, kline_store, evaluators)

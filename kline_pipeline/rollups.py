@@ -37,6 +37,11 @@ class Rollup:
     def stride(self) -> timedelta:
         return timedelta(minutes=self.minutes)
 
+    @property
+    def bybit_interval(self) -> str:
+        """The same candles' interval on Bybit's kline endpoint (to compare with the exchange)."""
+        return "D" if self.minutes == 1440 else str(self.minutes)
+
 
 ROLLUPS = (
     Rollup("15m", 15), Rollup("30m", 30), Rollup("1h", 60), Rollup("4h", 240), Rollup("12h", 720), Rollup("1d", 1440),

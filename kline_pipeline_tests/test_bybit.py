@@ -149,3 +149,12 @@ def test_environment_configures_url_and_category(monkeypatch, simulator):
     assert client.resolved_base_url == simulator.url and client.resolved_category == "inverse"
     client.get_instrument(symbol="BTCUSDT")
     assert simulator.requests[-1].params["category"] == "inverse"
+
+
+def test_other_intervals_are_fetched_on_their_own_grid(bybit, simulator):
+    hours = bybit.fetch_klines(symbol="BTCUSDT", start=JAN1, end=JAN1 + timedelta(days=1), now=NOW, interval="60")
+    assert [c.start_ms for c in hours] == [to_ms(JAN1) + h * 3_600_000 for h in range(24)]
+    assert hours == [Candle(int(r[0]), *r[1:7]) for r in simulator.candles(
+        "BTCUSDT", to_ms(JAN1), to_ms(JAN1 + timedelta(days=1)), "60")]
+    with pytest.raises(ValueError, match="invalid interval '7'"):
+        bybit.fetch_klines(symbol="BTCUSDT", start=JAN1, end=JAN1 + timedelta(days=1), now=NOW, interval="7")

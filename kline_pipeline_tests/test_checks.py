@@ -139,3 +139,32 @@ def test_freshness_is_recorded_for_the_latest_day_only_in_a_range(instance, bybi
     assert set(fresh) == {"2025-03-01|BTCUSDT", None}  # the latest day, and the run's summary
     assert fresh["2025-03-01|BTCUSDT"].passed and fresh["2025-03-01|BTCUSDT"].metadata["age_minutes"].value == 2.5
     assert fresh[None].metadata["evaluated_partitions"].value == 1
+
+
+def test_rollups_can_be_compared_with_the_exchanges_own_candles(instance, bybit, store, simulator, frozen_clock,
+                                                                monkeypatch):
+    monkeypatch.setenv("KLINE_CHECK_ROLLUPS_AGAINST_EXCHANGE", "1")
+    key = "2025-01-05|BTCUSDT"
+    run(instance, bybit, store, key=key, selection=dg.AssetSelection.assets(price_klines_5m, *rollup_assets))
+    simulator.reset_requests()
+    checks_only = dg.AssetSelection.checks_for_assets(*rollup_assets)
+    got = results(run(instance, bybit, store, key=key, selection=checks_only))
+    assert sorted(r.params["interval"] for r in simulator.kline_requests()) == sorted(
+        ["15", "30", "60", "240", "720", "D"])  # one request per rollup per day
+    quarter = got[("price_klines_15m", "exact_and_complete", key)]
+    assert quarter.passed and quarter.metadata["exchange_buckets"].value == 96
+    assert quarter.metadata["exchange_differences"].value == 0
+    # A stored candle that differs from the exchange's, with the rollups recomputed from it: the
+    # rollups are exact for what is stored, but no longer agree with Bybit.
+    with store.engine().begin() as conn:
+        conn.exec_driver_sql("UPDATE price_klines SET volume = volume + 1 WHERE symbol = 'BTCUSDT' "
+                             "AND timestamp = '2025-01-05 07:00+00'")
+    run(instance, bybit, store, key=key, selection=dg.AssetSelection.assets(*rollup_assets))
+    after = results(run(instance, bybit, store, key=key, selection=checks_only))
+    hour = after[("price_klines_1h", "exact_and_complete", key)]
+    assert outcome(hour) == "failed ERROR" and hour.metadata["mismatched_buckets"].value == 0
+    assert hour.metadata["first_exchange_differences"].value == "2025-01-05 07:00"
+    monkeypatch.delenv("KLINE_CHECK_ROLLUPS_AGAINST_EXCHANGE")
+    simulator.reset_requests()
+    results(run(instance, bybit, store, key=key, selection=checks_only))
+    assert simulator.kline_requests() == []  # off by default: no requests
