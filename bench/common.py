@@ -38,19 +38,12 @@ def throwaway_database(admin_url: str, label: str) -> Iterator[str]:
 @contextmanager
 def throwaway_store(admin_url: str, label: str) -> Iterator[KlineStore]:
     """A KlineStore on a new database, dropped afterwards."""
-    name = f"kline_bench_{label}_{os.getpid()}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    store = KlineStore(database_url=sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False))
-    try:
-        yield store
-    finally:
-        store.engine().dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with throwaway_database(admin_url, label) as url:
+        store = KlineStore(database_url=url)
+        try:
+            yield store
+        finally:
+            store.engine().dispose()  # before the drop: it refuses while sessions are open
 
 
 def load_days(store: KlineStore, sim: BybitSimulator, symbol: str, first: date, days: int) -> int:
