@@ -43,6 +43,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     import subprocess
 
     home = _default_dagster_home()
+    # Create (or migrate) the instance's SQLite storage once, here: the API and dagster dev start
+    # at the same moment, and two processes creating a fresh DAGSTER_HOME's tables at once race
+    # in alembic ("more than one head"), which left a newcomer's first `dev` without a UI.
+    _instance().dispose()
     received: list[int] = []
 
     def interrupt(signum: int, frame: object) -> None:
