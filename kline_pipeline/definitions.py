@@ -19,7 +19,7 @@ defs = dg.Definitions(
     schedules=[live_refresh],
     jobs=[live_refresh_job],
     resources={"bybit": BybitClient(), "kline_store": KlineStore()},
-    # Every step is short and waits on the network or PostgreSQL; a run of a month is the raw
+    # Every step is short and waits on the network or PostgreSQL; a run of up to a quarter is the raw
     # asset, six rollups and two check steps. Spawning a process per step (the multiprocess
     # default) costs more than the work itself on a small machine, so a run executes its steps
     # in its own process. Pools (`bybit_api`) are honoured by this executor too.

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from kline_pipeline import clock
 from kline_pipeline.bybit import BybitClient
-from kline_pipeline.checks import RAW_CHECK_KEYS, ROLLUP_CHECK_KEYS, check_evaluation
+from kline_pipeline.checks import RAW_CHECK_KEYS, ROLLUP_CHECK_KEYS, Facts, check_evaluation
 from kline_pipeline.live import DEFAULT_LOOKBACK_MINUTES, refresh_symbol, validate_lookbacks
 from kline_pipeline.partitions import partition_key, symbols_partitions
 from kline_pipeline.store import KlineStore
@@ -53,21 +53,23 @@ def refresh_latest_candles(
             context.log.error(f"{symbol}: {failures[symbol]}")
             continue
         raw_keys = [partition_key(day, symbol) for day in tick.raw_days]
+        rollup_keys = {table: [partition_key(day, symbol) for day in tick.rollup_days(table)] for table in tick.rollups}
+        facts = Facts(kline_store, raw_keys + [k for keys in rollup_keys.values() for k in keys], now)
         for key in raw_keys:
             context.log_event(dg.AssetMaterialization("price_klines_5m", partition=key, metadata={
                 **tick.ingest.metadata(), "mode": "live refresh"}))
         # Rollups after the raw asset: the automation sensor then sees them as already refreshed.
         for table, (start, end, summary) in tick.rollups.items():
-            for day in tick.rollup_days(table):
-                context.log_event(dg.AssetMaterialization(table, partition=partition_key(day, symbol), metadata={
+            for key in rollup_keys[table]:
+                context.log_event(dg.AssetMaterialization(table, partition=key, metadata={
                     "buckets": summary.buckets, "partial_buckets": summary.partial_buckets,
                     "last_bucket": summary.last_bucket.isoformat() if summary.last_bucket else "none",
                     "window": f"{start.isoformat()} .. {end.isoformat()}", "mode": "live refresh"}))
                 for check_key in ROLLUP_CHECK_KEYS[table]:
-                    context.log_event(check_evaluation(check_key, partition_key(day, symbol), kline_store, now))
+                    context.log_event(check_evaluation(check_key, key, facts))
         for key in raw_keys:
             for check_key in RAW_CHECK_KEYS:
-                context.log_event(check_evaluation(check_key, key, kline_store, now))
+                context.log_event(check_evaluation(check_key, key, facts))
         context.log.info(f"{symbol}: {tick.ingest.requests} requests, {tick.ingest.changed} candles changed, "
                          f"newest {tick.ingest.last_candle}")
     if failures:

@@ -4,7 +4,7 @@ import dagster as dg
 
 # Evaluates the rollups' automation condition (see rollups.ROLLUP_AUTOMATION). Many partitions
 # requested in one tick become one backfill, which the backfill policy splits into one run per
-# symbol and contiguous range of up to 31 days, instead of one run per partition.
+# symbol and contiguous range of up to PARTITIONS_PER_RUN (92) days, instead of one run per partition.
 rollup_refresh_sensor = dg.AutomationConditionSensorDefinition(
     name="rollup_refresh_sensor",
     target=dg.AssetSelection.groups("rollups"),

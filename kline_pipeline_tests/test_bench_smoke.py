@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from kline_pipeline.assets import PARTITIONS_PER_RUN
 from kline_pipeline_tests.conftest import _admin_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,8 +87,11 @@ def test_dagster_bench_locations_and_graphql_documents_are_valid():
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=BENCH)
         assert proc.returncode == 0, proc.stderr[-3000:]
         res[name], res[name + "_checks"] = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(res["floor_definitions"]) == 7 and res["floor_definitions_checks"] == 0
-    assert set(res["floor_definitions"].values()) == {"BackfillPolicy.multi_run(max_partitions_per_run=31)"}
+    # Two no-op graphs: `floor_*` with the same per-partition checks as ours (3 raw + 6 rollup;
+    # freshness records nothing for history), `bare_*` without checks.
+    assert len(res["floor_definitions"]) == 14 and res["floor_definitions_checks"] == 9
+    assert set(res["floor_definitions"].values()) == {
+        f"BackfillPolicy.multi_run(max_partitions_per_run={PARTITIONS_PER_RUN})"}
     assert set(res["one_run_definitions"]) == {"price_klines_5m", "price_klines_15m", "price_klines_30m",
                                                 "price_klines_1h", "price_klines_4h", "price_klines_12h",
                                                 "price_klines_1d"}

@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from kline_pipeline.assets import price_klines_5m
-from kline_pipeline.checks import raw_checks, rollup_checks
+from kline_pipeline.checks import EVALUATORS, Facts, raw_checks, rollup_checks
 from kline_pipeline.models import to_ms
 from kline_pipeline.partitions import kline_partitions, symbols_partitions
 from kline_pipeline.rollups import rollup_assets
@@ -131,6 +131,41 @@ def test_a_range_run_records_one_result_per_partition(instance, bybit, store, si
     evaluations = {p: r.event.dagster_event.event_specific_data for p, r in by_partition.items() if p}
     assert [evaluations[f"2025-01-0{d}|BTCUSDT"].passed for d in range(1, 5)] == [True, False, True, True]
     assert evaluations["2025-01-02|BTCUSDT"].severity == dg.AssetCheckSeverity.WARN
+
+
+def test_one_shared_read_for_many_days_gives_each_day_its_own_outcome(instance, bybit, store, simulator,
+                                                                      frozen_clock):
+    """A check step reads each kind of fact once for all its days (Facts); every day's outcome must
+    equal the outcome of reading that day alone: holes across midnight, an outage, a bad row, a
+    stale rollup bucket, the listing day, and today's open end."""
+    simulator.add_outage("BTCUSDT", to_ms(datetime(2025, 2, 24, 6, tzinfo=UTC)), to_ms(datetime(2025, 2, 24, 7, tzinfo=UTC)))
+    run(instance, bybit, store, first="2025-02-22|BTCUSDT", last="2025-03-01|BTCUSDT")
+    run(instance, bybit, store, first="2025-01-08|NEWUSDT", last="2025-01-12|NEWUSDT")
+    with store.engine().begin() as conn:
+        conn.exec_driver_sql("DELETE FROM price_klines WHERE symbol = 'BTCUSDT' AND timestamp >= '2025-02-25 23:40+00' "
+                             "AND timestamp < '2025-02-26 00:20+00'")  # a hole across midnight
+        conn.exec_driver_sql("UPDATE price_klines SET high = low - 1 WHERE symbol = 'BTCUSDT' "
+                             "AND timestamp = '2025-02-27 08:00+00'")
+        conn.exec_driver_sql("UPDATE price_klines_4h SET close = close + 1 WHERE symbol = 'BTCUSDT' "
+                             "AND bucket = '2025-02-23 04:00+00'")
+    keys = [f"2025-02-{d}|BTCUSDT" for d in range(22, 29)] + ["2025-03-01|BTCUSDT"] + [
+        f"2025-01-{d:02d}|NEWUSDT" for d in range(8, 13)]  # not contiguous for BTCUSDT: 02-28 is left out
+    shared = Facts(store, keys, frozen_clock)
+    for check_key, evaluate in EVALUATORS.items():
+        for key in keys:
+            alone = evaluate(Facts(store, [key], frozen_clock), key)
+            assert evaluate(shared, key) == alone, (check_key, key)
+    # The cases above really are there (otherwise equality would prove little).
+    outcomes = {(k.name, key): EVALUATORS[k](shared, key) for k in EVALUATORS for key in keys
+                if k.asset_key.path[-1] in ("price_klines_5m", "price_klines_4h")}
+    assert outcomes[("no_missing_candles", "2025-02-25|BTCUSDT")].metadata["missing"] == 4
+    assert outcomes[("no_missing_candles", "2025-02-26|BTCUSDT")].metadata["missing"] == 4
+    assert outcomes[("continuous_with_previous_day", "2025-02-26|BTCUSDT")].severity == dg.AssetCheckSeverity.ERROR
+    assert outcomes[("no_missing_candles", "2025-02-24|BTCUSDT")].severity == dg.AssetCheckSeverity.WARN
+    assert outcomes[("valid_ohlcv", "2025-02-27|BTCUSDT")].metadata["violations"] == 1
+    assert not outcomes[("exact_and_complete", "2025-02-23|BTCUSDT")].passed
+    assert outcomes[("no_missing_candles", "2025-03-01|BTCUSDT")].metadata["expected"] == 144
+    assert {o.passed for (name, key), o in outcomes.items() if key.endswith("NEWUSDT")} == {True}
 
 
 def test_freshness_is_recorded_for_the_latest_day_only_in_a_range(instance, bybit, store, simulator, frozen_clock):

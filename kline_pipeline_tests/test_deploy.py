@@ -68,7 +68,8 @@ def test_production_dagster_yaml_passes_dagsters_instance_schema(tmp_path):
     # Storage comes only from the environment, never from a literal in the file.
     assert config["storage"] == {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
     assert config["concurrency"]["pools"]["default_limit"] * client_rate() < BYBIT_IP_LIMIT_PER_SECOND
-    assert "run_coordinator" not in config  # max_concurrent_runs lives under concurrency: only
+    # max_concurrent_runs lives under concurrency: only (Dagster 1.13 rejects it in both places).
+    assert "max_concurrent_runs" not in config["run_coordinator"]["config"]
     assert config["run_monitoring"]["enabled"] is True
     assert config["run_retries"]["enabled"] is True and config["run_retries"]["max_retries"] >= 1
     assert config["run_retries"]["retry_on_asset_or_op_failure"] is False
@@ -84,13 +85,16 @@ def test_production_dagster_yaml_without_its_env_var_fails_naming_it(tmp_path, m
 
 def test_local_template_keeps_production_queue_and_pools_on_sqlite(tmp_path):
     local, production = local_template(), load_yaml(PRODUCTION_YAML)
-    assert local["concurrency"] == production["concurrency"]
-    assert local["telemetry"] == production["telemetry"]
+    for section in ("concurrency", "run_coordinator", "backfills", "telemetry"):
+        assert local[section] == production[section], section
     assert "storage" not in local  # Dagster's default: SQLite under DAGSTER_HOME, nothing to run
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(local), encoding="utf-8")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
+        # Daemon settings measured in bench/bench_dagster.py (docs/performance.md).
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
+        assert instance.get_backfill_settings()["use_threads"] is True
 
 
 @pytest.fixture

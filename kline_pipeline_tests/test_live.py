@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from kline_pipeline import clock
-from kline_pipeline.checks import candles_fresh, check_evaluation, raw_checks
+from kline_pipeline.checks import Facts, candles_fresh, check_evaluation, raw_checks
 from kline_pipeline.live import DEFAULT_LOOKBACK_MINUTES, refresh_symbol, validate_lookbacks
 from kline_pipeline.models import to_ms
 from kline_pipeline.partitions import symbols_partitions
@@ -71,7 +71,7 @@ def test_the_day_boundary_finalises_yesterday(bybit, store, simulator, moving):
     assert boundary.raw_days == [datetime(2025, 3, 1).date()]
     complete = check_evaluation(raw_checks.check_keys and next(k for k in raw_checks.check_keys
                                                               if k.name == "no_missing_candles"),
-                                "2025-03-01|BTCUSDT", store, moving.now)
+                                "2025-03-01|BTCUSDT", Facts(store, ["2025-03-01|BTCUSDT"], moving.now))
     assert complete.passed and complete.metadata["expected"].value == 288
 
 
@@ -97,11 +97,12 @@ def test_a_late_candle_changes_the_rollup_buckets_around_it(bybit, store, simula
 
 def test_freshness_fails_when_the_newest_candle_is_stale(bybit, store, simulator, moving):
     tick(bybit, store, T0)
-    fresh = candles_fresh(store, "2025-03-01|BTCUSDT", T0)
+    fresh = candles_fresh(Facts(store, ["2025-03-01|BTCUSDT"], T0), "2025-03-01|BTCUSDT")
     assert fresh.passed and fresh.metadata["age_minutes"] == 2.5
-    stale = candles_fresh(store, "2025-03-01|BTCUSDT", T0 + timedelta(minutes=30))
+    stale = candles_fresh(Facts(store, ["2025-03-01|BTCUSDT"], T0 + timedelta(minutes=30)), "2025-03-01|BTCUSDT")
     assert not stale.passed and stale.metadata["age_minutes"] == 32.5 and stale.metadata["limit_minutes"] == 15
-    assert candles_fresh(store, "2025-02-27|BTCUSDT", T0 + timedelta(minutes=30)).passed  # not the latest day
+    old = "2025-02-27|BTCUSDT"  # not the latest day
+    assert candles_fresh(Facts(store, [old], T0 + timedelta(minutes=30)), old).passed
 
 
 def test_bad_lookbacks_are_refused_naming_them():

@@ -9,7 +9,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from kline_pipeline.assets import price_klines_5m
+from kline_pipeline.assets import PARTITIONS_PER_RUN, price_klines_5m
 from kline_pipeline.ingest import ingest_days
 from kline_pipeline.models import CANDLE_MS, Candle, to_ms
 from kline_pipeline.partitions import symbols_partitions
@@ -221,8 +221,8 @@ def test_automation_refreshes_exactly_the_updated_partitions_batched(instance, b
         assert "2025-02-10|BTCUSDT" not in requested
     assert first.total_requested == 6 * 60
     # Batched: the sensor turns a multi-partition tick into one backfill, which the rollups'
-    # backfill policy runs as one run per symbol and contiguous range of up to 31 days.
+    # backfill policy runs as one run per symbol and contiguous range of up to PARTITIONS_PER_RUN days.
     assert rollup_refresh_sensor.emit_backfills and rollup_refresh_sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert {a.backfill_policy.max_partitions_per_run for a in rollup_assets} == {31}
+    assert {a.backfill_policy.max_partitions_per_run for a in rollup_assets} == {PARTITIONS_PER_RUN}
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert second.total_requested == 0

@@ -1,6 +1,7 @@
--- Stored 5m candles of one symbol in [start, end) that break a rule, grouped by the first rule
--- each breaks: how many, and the first offending candle.
-SELECT rule, count(*) AS candles, min(timestamp) AS first_candle
+-- Stored 5m candles of one symbol in [start, end) that break a rule, grouped by UTC day and the
+-- first rule each breaks: how many, and the first offending candle. One query serves all the
+-- days a check step covers.
+SELECT (timestamp AT TIME ZONE 'UTC')::date AS day, rule, count(*) AS candles, min(timestamp) AS first_candle
 FROM (
     SELECT timestamp,
            CASE
@@ -16,5 +17,5 @@ FROM (
     WHERE symbol = %(symbol)s AND timeframe = '5m' AND timestamp >= %(start)s AND timestamp < %(end)s
 ) AS checked
 WHERE rule IS NOT NULL
-GROUP BY rule
-ORDER BY rule;
+GROUP BY 1, 2
+ORDER BY 1, 2;
