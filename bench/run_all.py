@@ -291,7 +291,17 @@ def main() -> None:
             "Every run costs Dagster a run record with its plan (created one after another by the daemon),",
             "a queue slot, a process and its imports; with 12 runs on 2 cores ours finished one daemon",
             "iteration after the floor. Before the daemon settings in the local template (threaded backfill",
-            "evaluation, 1 s queue) the 12-run layout measured 119.5 s against 87.2 s.",
+            "evaluation, 1 s queue) the 12-run layout measured 119.5 s against 87.2 s. With Dagster's default",
+            "5 s queue interval instead of the template's 1 s (same script, the template's `run_coordinator`",
+            "block removed): ours 63.1 s, floor 63.1 s, one run per partition 93.0 s for 30 days → 1,132 s,",
+            "a speed-up of 17.9x. The 1 s queue leaves ours unchanged and makes every single run start sooner.",
+            "",
+            "Why the speed-up stays under 20x here: a year of ours completes in the daemon's second iteration",
+            "(~62 s after launch), and to be 20x faster than 30 one-partition runs extrapolated it would have",
+            "to complete in the first (~32 s). Dagster's own event writes for the year — 2,555 planned and",
+            "2,555 materialisation events (the bare floor: its runs end at ~31 s) plus 3,285 per-partition",
+            "check results at ~10 ms each on the SQLite instance — already take the no-op floor past that",
+            "iteration on 2 cores.",
             "",
         ]
     md += [
