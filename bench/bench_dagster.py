@@ -309,7 +309,7 @@ def ranges_for(symbols: list[str], first: date, days: int) -> list[tuple[str, st
     return [(f"{first:%Y-%m-%d}|{s}", f"{last:%Y-%m-%d}|{s}") for s in symbols]
 
 
-def expected_check_keys(instance, assets: list[str]) -> list:
+def expected_check_keys(assets: list[str]) -> list:
     """The check keys defined on `assets`, read from the definitions module that holds them."""
     if assets[0].startswith("floor_"):
         from floor_definitions import FLOOR_CHECKS
@@ -346,7 +346,7 @@ def run_backfill(dev: DagsterDev, assets: list[str], symbols: list[str], first: 
                      "backfill_s": round(backfill_s, 1)}
     with dg.DagsterInstance.from_config(str(dev.home)) as instance:
         if with_checks:
-            check_keys = expected_check_keys(instance, assets)
+            check_keys = expected_check_keys(assets)
             # Freshness is recorded for the latest day only (kline_pipeline/checks.py).
             today = datetime.now(timezone.utc).date().isoformat()
             expected = sum(len(partitions) if k.name != "candles_fresh"

@@ -4,6 +4,8 @@ Each check is a predicate evaluated per (day, symbol) partition. In a run coveri
 partition Dagster attaches the result to it; in a run covering a range it would record one
 result with partition=None (measured on dagster 1.13.27), so there every partition's result
 is also logged as its own `AssetCheckEvaluation` and the required result summarises the run.
+What the checks read comes from `Facts`: one query per kind of fact for all the days of a
+check step, sliced per day (a 92-day run issues 16 queries, not one per check and day).
 """
 
 import os
