@@ -82,7 +82,15 @@ def simulator_process(log: Path, *args: str) -> Iterator[str]:
 
 @contextmanager
 def dagster_dev(log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`dagster dev` on a free local port with the current environment; yields (base URL, process)."""
+    """`dagster dev` on a free local port with the current environment; yields (base URL, process).
+
+    The live_refresh schedule is stopped first (in the instance of DAGSTER_HOME): it ticks on the
+    wall clock every 5 minutes and would fetch every candle since the test's last stored one into
+    the database the test is checking, whenever a test happens to span a tick.
+    """
+    subprocess.run([sys.executable, "-m", "dagster", "schedule", "stop", "live_refresh", "-w",
+                    str(ROOT / "workspace.yaml")], cwd=ROOT, env=dict(os.environ), check=True,
+                   capture_output=True, timeout=120)
     port = free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
