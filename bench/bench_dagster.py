@@ -36,15 +36,12 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -52,7 +49,11 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+sys.path.insert(0, str(ROOT))  # the tests' process helpers (the bench runs from a checkout, like the tests)
+
 from common import admin_url_default, throwaway_database  # noqa: E402
+
+from kline_pipeline_tests.processes import free_port, simulator_process, stop_group, wait_for_http  # noqa: E402
 
 from kline_pipeline.assets import PARTITIONS_PER_RUN  # noqa: E402
 
@@ -96,69 +97,8 @@ query AssetPartitions($assetKey: AssetKeyInput!) {
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGINT (dagster dev's normal exit), then SIGKILL, to the process group we started."""
-    for sig, grace in ((signal.SIGINT, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the parent
-        except ProcessLookupError:
-            pass
-        return
-
-
-def wait_http(url: str, proc: subprocess.Popen, logfile: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:4]} exited {proc.returncode}:\n{logfile.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.25)
-    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s:\n{logfile.read_text(errors='replace')[-3000:]}")
-
-
-@contextmanager
-def simulator(symbols: list[str]):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kline_pipeline.cli", "simulate-exchange", "--host", "127.0.0.1", "--port", str(port),
-         *[a for s in symbols for a in ("--instrument", f"{s}:{LISTED}")]],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/v5/market/time", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield url
-    finally:
-        stop_group(proc)
 
 
 class DagsterDev:
@@ -204,7 +144,7 @@ class DagsterDev:
         return self
 
     def _wait_loaded(self) -> None:
-        wait_http(f"{self.base}/server_info", self.proc, self.logfile, timeout=120)
+        wait_for_http(f"{self.base}/server_info", self.proc, self.logfile, timeout=120)
         deadline = time.monotonic() + 120
         while True:
             data = self.gql("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
@@ -408,7 +348,8 @@ def main() -> None:
                     "scale": None if args.skip_scale else {"symbols": args.scale_symbols, "days": args.scale_days}}
     t_all = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="kline_bench_dagster_") as tmp, \
-            simulator([P1_SYMBOL, ONE_RUN_SYMBOL, *scale_symbols]) as sim_url, \
+            simulator_process(Path(tmp) / "simulator.log", *[a for s in [P1_SYMBOL, ONE_RUN_SYMBOL, *scale_symbols]
+                                                          for a in ("--instrument", f"{s}:{LISTED}")]) as sim_url, \
             throwaway_database(args.admin_url, "dagster") as db_url:
         env = {"KLINE_DATABASE_URL": db_url, "BYBIT_BASE_URL": sim_url}
         workdir = Path(tmp)
