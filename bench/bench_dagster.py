@@ -122,6 +122,8 @@ class DagsterDev:
         self.workspace.write_text("load_from:\n" + "".join(entries))
         self.locations = list(locations)
         self.env = {**os.environ, **env, "DAGSTER_HOME": str(self.home)}
+        # This process reads the same instance (run records, check results): same storage URL.
+        os.environ["DAGSTER_PG_URL"] = self.env["DAGSTER_PG_URL"]
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.logfile = workdir / "dagster_dev.log"
@@ -350,8 +352,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kline_bench_dagster_") as tmp, \
             simulator_process(Path(tmp) / "simulator.log", *[a for s in [P1_SYMBOL, ONE_RUN_SYMBOL, *scale_symbols]
                                                           for a in ("--instrument", f"{s}:{LISTED}")]) as sim_url, \
-            throwaway_database(args.admin_url, "dagster") as db_url:
-        env = {"KLINE_DATABASE_URL": db_url, "BYBIT_BASE_URL": sim_url}
+            throwaway_database(args.admin_url, "dagster") as db_url, \
+            throwaway_database(args.admin_url, "storage_a") as storage_a, \
+            throwaway_database(args.admin_url, "storage_b") as storage_b:
+        # Each session's Dagster storage (the template's pooled PostgreSQL storage) in its own database.
+        env = {"KLINE_DATABASE_URL": db_url, "BYBIT_BASE_URL": sim_url, "DAGSTER_PG_URL": storage_a}
         workdir = Path(tmp)
         (workdir / "a").mkdir()
         log("session A: dagster dev with kline_pipeline + floor")
@@ -386,7 +391,8 @@ def main() -> None:
         if not args.skip_one_run:
             (workdir / "b").mkdir()
             log("session B: dagster dev with one-run-per-partition definitions")
-            with DagsterDev(workdir / "b", {"kline_pipeline": str(BENCH / "one_run_definitions.py")}, env,
+            with DagsterDev(workdir / "b", {"kline_pipeline": str(BENCH / "one_run_definitions.py")},
+                            {**env, "DAGSTER_PG_URL": storage_b},
                             keep_log=args.keep_logs / "session_b.log" if args.keep_logs else None) as dev:
                 dev.stop_schedule("kline_pipeline", "live_refresh")
                 dev.add_symbols("kline_pipeline", [ONE_RUN_SYMBOL])

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import dagster as dg
@@ -55,12 +55,52 @@ class DayWrite:
 
 
 @dataclass(frozen=True, slots=True)
-class RollupSummary:
-    """A rollup over a window's span: what the asset reports."""
+class RollupDay:
+    """One UTC day of a refreshed rollup: what that day partition's materialization reports."""
 
+    day: date
     buckets: int
     partial_buckets: int
     last_bucket: datetime | None
+
+    def metadata(self, full_count: int) -> dict[str, object]:
+        return {"buckets": self.buckets, "partial_buckets": self.partial_buckets, "full_bucket_candles": full_count,
+                "last_bucket": self.last_bucket.isoformat() if self.last_bucket else "none"}
+
+
+@dataclass(frozen=True, slots=True)
+class RollupSummary:
+    """A rollup over a window's span, per day and in total."""
+
+    days: tuple[RollupDay, ...]
+
+    @property
+    def buckets(self) -> int:
+        return sum(d.buckets for d in self.days)
+
+    @property
+    def partial_buckets(self) -> int:
+        return sum(d.partial_buckets for d in self.days)
+
+    @property
+    def last_bucket(self) -> datetime | None:
+        return max((d.last_bucket for d in self.days if d.last_bucket), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What the live refresh recorded for one symbol (see sql/schema_004_live.sql)."""
+
+    symbol: str
+    last_tick_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    reported_state: str | None
+
+    @property
+    def failing(self) -> bool:
+        """The symbol's latest tick failed (its error is newer than its last success)."""
+        return self.last_error_at is not None and (self.last_tick_at is None or self.last_error_at > self.last_tick_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +241,23 @@ class KlineStore(dg.ConfigurableResource):
         rows = self.query("listing.sql", {"symbol": symbol})
         return Instrument(symbol=rows[0][0], category=rows[0][1], status="", launch_time=rows[0][2]) if rows else None
 
+    def live_states(self, symbols: Sequence[str]) -> dict[str, LiveState]:
+        """The live state of each of `symbols` that the live refresh has seen."""
+        return {row[0]: LiveState(*row) for row in self.query("live_states.sql", {"symbols": list(symbols)})}
+
+    def live_state(self, symbol: str) -> LiveState | None:
+        return self.live_states([symbol]).get(symbol)
+
+    def record_live_tick(self, *, symbol: str, at: datetime, error: str | None = None) -> None:
+        """Remember that a live tick refreshed `symbol` at `at`, or failed with `error`."""
+        self.execute("record_live_tick.sql", {"symbol": symbol, "at": at, "error": error})
+
+    def claim_fresh_report(self, *, symbol: str, state: str, at: datetime) -> bool:
+        """True if `state` differs from the candles_fresh outcome last recorded for `symbol` (now recorded)."""
+        with self.engine().begin() as conn:
+            rows = conn.exec_driver_sql(sql_text("claim_fresh_report.sql"), {"symbol": symbol, "state": state, "at": at})
+            return rows.first() is not None
+
     def last_candle(self, symbol: str) -> datetime | None:
         """Start of the newest stored 5m candle of `symbol`."""
         return self.query("last_candle.sql", {"symbol": symbol})[0][0]
@@ -223,9 +280,8 @@ class KlineStore(dg.ConfigurableResource):
     def refresh_rollup(self, *, rollup: str, symbol: str, start: datetime, end: datetime) -> RollupSummary:
         """Recompute `rollup` (a table name, e.g. price_klines_1h) for `symbol` over [start, end).
 
-        Runs `refresh_price_klines` (one transaction), then summarises the refreshed buckets.
+        Runs `refresh_price_klines` (one transaction), then summarises the refreshed buckets per day.
         """
         params = {"rollup": rollup, "symbol": symbol, "start": start, "end": end}
         self.execute("refresh_rollup.sql", params)
-        buckets, partial, last = self.query("rollup_summary.sql", params)[0]
-        return RollupSummary(buckets=buckets, partial_buckets=partial, last_bucket=last)
+        return RollupSummary(days=tuple(RollupDay(*row) for row in self.query("rollup_summary.sql", params)))

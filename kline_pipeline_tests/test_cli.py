@@ -15,7 +15,7 @@ from kline_pipeline.partitions import symbols_partitions
 
 
 @pytest.fixture
-def dagster_home(tmp_path, monkeypatch, simulator):
+def dagster_home(tmp_path, monkeypatch, simulator, dagster_storage):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("BYBIT_BASE_URL", simulator.url)
     return tmp_path
@@ -81,11 +81,15 @@ def test_simulate_exchange_serves_bybit_shapes():
         proc.wait(timeout=10)
 
 
-def test_a_fresh_dagster_home_gets_the_local_instance_template(dagster_home, capsys):
-    """Local mode writes kline_pipeline/instance/local.yaml (SQLite, same queue and pools as production)."""
+def test_a_fresh_dagster_home_gets_the_local_instance_template(dagster_home, dagster_storage, capsys):
+    """Local mode writes kline_pipeline/instance/local.yaml (pooled PostgreSQL storage, same queue and
+    pools as production); DAGSTER_PG_URL (here: the test's database) says where the storage lives."""
     assert main(["symbols", "list"]) == 0  # writes the local template into the fresh DAGSTER_HOME
     assert "local.yaml" in capsys.readouterr().err
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        assert type(instance.run_storage).__name__ == "SqliteRunStorage"  # not the production PostgreSQL
+        for storage in (instance.run_storage, instance.event_log_storage, instance.schedule_storage):
+            assert type(storage).__name__.startswith("PooledPostgres")
+            assert type(storage._engine.pool).__name__ == "QueuePool" and storage._engine.pool.size() == 2
+        assert instance.event_log_storage.postgres_url == dagster_storage
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
