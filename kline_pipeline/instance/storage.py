@@ -63,6 +63,10 @@ class _Pooled:
         )
         previous.dispose()
 
+    def dispose(self) -> None:
+        super().dispose()  # type: ignore[misc]
+        self._engine.dispose()  # the pooled connections, closed with the instance
+
     @classmethod
     def config_type(cls) -> dict[str, Field]:
         return CONFIG_SCHEMA
