@@ -80,6 +80,8 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
                 partial += summary.partial_buckets
                 if summary.last_bucket and (last is None or summary.last_bucket > last):
                     last = summary.last_bucket
+        kline_store.record_job_run(rollups=[rollup.timeframe], succeeded=True,  # timescaledb_information
+                                   started_at=context.instance.get_run_record_by_id(context.run_id).start_time)
         return dg.MaterializeResult(
             metadata={
                 "partitions": len(context.partition_keys),

@@ -72,6 +72,7 @@ def refresh_latest_candles(
                 context.log_event(check_evaluation(check_key, key, facts))
         context.log.info(f"{symbol}: {tick.ingest.requests} requests, {tick.ingest.changed} candles changed, "
                          f"newest {tick.ingest.last_candle}")
+    kline_store.record_job_run(lookbacks=lookbacks, started_at=now, succeeded=not failures)  # timescaledb_information
     if failures:
         raise dg.Failure(description=f"live refresh failed for {len(failures)} symbol(s)", metadata=failures)
 
