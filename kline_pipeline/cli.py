@@ -203,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     symbols = sub.add_parser(
         "symbols", help="add or list symbol partitions",
         description="Symbols are the second partition dimension. `add` checks each symbol against "
-        "Bybit's instruments-info (BYBIT_BASE_URL / BYBIT_CATEGORY) before adding any of them.",
+        "Bybit's instruments-info (BYBIT_BASE_URL / BYBIT_CATEGORY) before adding any of them. "
+        "Without internet, `kline-pipeline simulate-exchange` serves an offline exchange "
+        "(BYBIT_BASE_URL=http://127.0.0.1:8765).",
     )
     actions = symbols.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add symbols, e.g. `kline-pipeline symbols add BTCUSDT ETHUSDT`")
@@ -216,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the spans of absent 5-minute candles between --start and --end, each "
         "classified as missing (never fetched or lost), exchange_outage (the exchange had none), "
         "not_listed (before the listing) or not_yet_closed. Exit status: 0 when nothing is "
-        "missing, 1 when candles are missing, 2 on bad arguments.",
+        "missing, 1 when candles are missing, 2 on bad arguments or a symbol never added (nothing stored).",
     )
     _add_range_arguments(gaps)
     gaps.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -227,10 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the old system's API so its scripts keep working: POST /api/backfill "
         'with {"symbol", "start", "end"} launches a Dagster backfill (202 with its id and UI link); '
         "GET /api/backfill?type=gaps&symbol=&start=&end= returns the gap report; "
-        "GET /api/backfill?type=status&id= a backfill's progress. Bad input gets a 400 JSON "
+        "GET /api/backfill?type=status&id= a backfill's progress; GET /api/health the doctor's report "
+        "(200 healthy, else 503). Bad input gets a 400 JSON "
         '{"error", "field"} and launches nothing. Backfills execute only while the Dagster daemon '
         "runs (kline-pipeline dev starts it together with this API). Environment: KLINE_UI_URL "
-        "(UI links, default http://127.0.0.1:3001), KLINE_API_MAX_DAYS (longest range, default 3660).",
+        "(UI links; default: the running kline-pipeline dev's UI, else http://127.0.0.1:3001), "
+        "KLINE_API_MAX_DAYS (longest range, default 3660).",
     )
     api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     api.add_argument("--port", type=int, default=3000, help="port (default 3000, the old API's)")
