@@ -3,6 +3,7 @@
     POST /api/backfill                      {"symbol", "start", "end"} -> 202, a Dagster backfill
     GET  /api/backfill?type=gaps&symbol=…&start=…&end=…   -> the gap report (`kline-pipeline gaps --json`)
     GET  /api/backfill?type=status&id=…                   -> a backfill's status and per-partition progress
+    GET  /api/health                        -> `kline-pipeline doctor --json` (200 healthy, else 503)
 
 Served by `kline-pipeline serve-api` (and by `kline-pipeline dev` on port 3000). It talks to the
 Dagster instance directly (DAGSTER_HOME, resolved like every `kline-pipeline` command), not to
@@ -171,12 +172,20 @@ def create_app(
             return await run_in_threadpool(gaps, params)
         return await run_in_threadpool(status, params)
 
+    async def get_health(request: Request) -> JSONResponse:
+        """`kline-pipeline doctor --json`: 200 when healthy, 503 with problems or when it cannot tell."""
+        from kline_pipeline.health import check_health
+
+        report = await run_in_threadpool(lambda: check_health(dagster_instance, kline_store, now=utcnow()))
+        return JSONResponse(report.to_json(), status_code=200 if report.exit_code == 0 else 503)
+
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # 404, 405 as JSON too
-        return _error(exc.status_code, f"{exc.detail}: the API has POST and GET /api/backfill only")
+        return _error(exc.status_code, f"{exc.detail}: the API has POST and GET /api/backfill and GET /api/health only")
 
     return Starlette(
         routes=[Route("/api/backfill", post_backfill, methods=["POST"]),
-                Route("/api/backfill", get_backfill, methods=["GET"])],
+                Route("/api/backfill", get_backfill, methods=["GET"]),
+                Route("/api/health", get_health, methods=["GET"])],
         exception_handlers={HTTPException: http_error},
     )
 

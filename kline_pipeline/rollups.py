@@ -74,6 +74,8 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
         run = {"run_partitions": len(figures), "run_buckets": sum(int(f["buckets"]) for f in figures.values())}
         for key, day in figures.items():
             context.add_asset_metadata({**day, **run}, partition_key=key)
+        kline_store.record_job_run(rollups=[rollup.timeframe], succeeded=True,  # timescaledb_information
+                                   started_at=context.instance.get_run_record_by_id(context.run_id).start_time)
         return dg.MaterializeResult()
 
     return _rollup

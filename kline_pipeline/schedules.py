@@ -152,6 +152,8 @@ def refresh_latest_candles(
         f"({sum(t.ingest.requests for t in ticks.values())} requests, "
         f"{sum(t.ingest.changed for t in ticks.values())} candles changed); "
         f"{sum(map(len, recorded_days.values()))} day partitions recorded, freshness changed for {len(fresh)}")
+    kline_store.record_job_run(lookbacks=validate_lookbacks(config.lookback_minutes), started_at=now,
+                               succeeded=not errors)  # what timescaledb_information.job_stats reports
     return {symbol: errors[symbol] for symbol in sorted(errors)}
 
 

@@ -3,10 +3,10 @@
 import io
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import dagster as dg
@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
+from kline_pipeline import clock
 from kline_pipeline.models import Candle, Instrument
 from kline_pipeline.sqlfiles import schema_files, sql_text
 
@@ -89,7 +90,7 @@ class RollupSummary:
 
 @dataclass(frozen=True, slots=True)
 class LiveState:
-    """What the live refresh recorded for one symbol (see sql/schema_004_live.sql)."""
+    """What the live refresh recorded for one symbol (see sql/schema_006_live_state.sql)."""
 
     symbol: str
     last_tick_at: datetime | None
@@ -285,3 +286,27 @@ class KlineStore(dg.ConfigurableResource):
         params = {"rollup": rollup, "symbol": symbol, "start": start, "end": end}
         self.execute("refresh_rollup.sql", params)
         return RollupSummary(days=tuple(RollupDay(*row) for row in self.query("rollup_summary.sql", params)))
+
+    def record_job_run(
+        self, *, started_at: datetime | float, succeeded: bool, lookbacks: Mapping[str, int] | None = None,
+        rollups: Sequence[str] | None = None,
+    ) -> None:
+        """Record one run of the refresh job of rollups, finished now: what the TimescaleDB-style
+        views `timescaledb_information.jobs` / `job_stats` report (sql/schema_005_timescaledb_compat.sql).
+
+        A live tick passes `lookbacks` (timeframe -> minutes it recomputed back, e.g. {"15m": 30}:
+        every rollup, and the lookback becomes the rollup's refresh policy); a rollup asset passes
+        `rollups` (its timeframe). `started_at` is an aware datetime or POSIX seconds (Dagster's
+        run record `start_time`). Writes one row per rollup in price_kline_job_stats (counters,
+        so the table stays small); each call counts one more run, so call it once per run.
+        """
+        if (lookbacks is None) == (rollups is None):
+            raise ValueError("record_job_run needs either lookbacks (a live tick) or rollups (a rollup refresh)")
+        if not isinstance(started_at, datetime):
+            started_at = datetime.fromtimestamp(started_at, timezone.utc)
+        runs = ({t: timedelta(minutes=m) for t, m in lookbacks.items()} if lookbacks is not None
+                else dict.fromkeys(rollups or [], None))
+        self.execute("record_job_run.sql", {
+            "timeframes": list(runs), "lookbacks": list(runs.values()), "live": lookbacks is not None,
+            "started_at": started_at, "finished_at": clock.utcnow(), "succeeded": succeeded,
+        })
