@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from kline_pipeline.checks import FRESHNESS_TOLERANCE
+from kline_pipeline.checks.rules import FRESHNESS_TOLERANCE
 from kline_pipeline.gaps import MISSING, OUTAGE, gap_report
 from kline_pipeline.models import CANDLE_MS
 from kline_pipeline.partitions import symbols_partitions
@@ -43,6 +43,7 @@ class Automation:
 
 
 AUTOMATIONS = (Automation("rollup_refresh_sensor", "SENSOR", timedelta(minutes=10)),
+               Automation("candles_fresh_sensor", "SENSOR", timedelta(minutes=10)),
                Automation("live_refresh", "SCHEDULE", timedelta(minutes=15)))
 
 
@@ -160,11 +161,11 @@ def daemons(instance: dg.DagsterInstance, now: datetime) -> Iterator[Finding]:
 
 
 def automation(instance: dg.DagsterInstance, now: datetime) -> Iterator[Finding]:
+    from kline_pipeline.freshness import candles_fresh_sensor
     from kline_pipeline.schedules import live_refresh
     from kline_pipeline.sensors import rollup_refresh_sensor
 
-    defaults = {rollup_refresh_sensor.name: rollup_refresh_sensor.default_status.value,
-                live_refresh.name: live_refresh.default_status.value}
+    defaults = {d.name: d.default_status.value for d in (rollup_refresh_sensor, candles_fresh_sensor, live_refresh)}
     states = instance.all_instigator_state()
     for auto in AUTOMATIONS:
         kind = auto.kind.lower()
