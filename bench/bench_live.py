@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -56,18 +58,21 @@ def run_tick(job: dg.JobDefinition, instance: dg.DagsterInstance, store: KlineSt
             "oldest_newest_candle_age_min": round((at - newest).total_seconds() / 60 - 5, 2)}
 
 
-def measure(admin_url: str, count: int, workdir: Path) -> dict:
+@contextmanager
+def live_setup(admin_url: str, count: int, workdir: Path, label: str) -> Iterator[tuple]:
+    """(job, instance, store, symbols): the simulator listing `count` symbols in its own process, a
+    throwaway candle database and a Dagster instance on the local template's storage (throwaway)."""
     symbols = [f"SYM{i}USDT" for i in range(count)]
     port = free_port()
-    log = workdir / f"simulator_{count}.log"
+    log = workdir / f"simulator_{label}.log"
     with log.open("wb") as out:
         sim = subprocess.Popen([sys.executable, "-m", "kline_pipeline.cli", "simulate-exchange", "--port", str(port),
                                 *[a for s in symbols for a in ("--instrument", f"{s}:{LISTED}")]],
                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/v5/market/time", sim, log, timeout=30)
-        with throwaway_database(admin_url, f"live_candles_{count}") as candles, \
-                throwaway_database(admin_url, f"live_dagster_{count}") as storage, \
+        with throwaway_database(admin_url, f"live_candles_{label}") as candles, \
+                throwaway_database(admin_url, f"live_dagster_{label}") as storage, \
                 tempfile.TemporaryDirectory() as home:
             os.environ["DAGSTER_PG_URL"] = storage
             Path(home, "dagster.yaml").write_text(TEMPLATE.read_text())
@@ -77,49 +82,33 @@ def measure(admin_url: str, count: int, workdir: Path) -> dict:
             }).resolve_job_def(live_refresh_job.name)
             with dg.DagsterInstance.from_config(home) as instance:
                 instance.add_dynamic_partitions(symbols_partitions.name, symbols)
-                close = from_ms(grid_floor(to_ms(datetime.now(timezone.utc)))) - timedelta(minutes=10)
-                ticks = [run_tick(job, instance, store, symbols, close + timedelta(minutes=5 * i, seconds=15))
-                         for i in range(3)]
+                yield job, instance, store, symbols
             store.engine().dispose()
     finally:
         stop_group(sim)
+
+
+def measure(admin_url: str, count: int, workdir: Path) -> dict:
+    """The first tick and two steady ticks of `count` symbols."""
+    with live_setup(admin_url, count, workdir, str(count)) as (job, instance, store, symbols):
+        close = from_ms(grid_floor(to_ms(datetime.now(timezone.utc)))) - timedelta(minutes=10)
+        ticks = [run_tick(job, instance, store, symbols, close + timedelta(minutes=5 * i, seconds=15))
+                 for i in range(3)]
     return {"symbols": count, "first": ticks[0], "steady": ticks[1:]}
 
 
 def history_ratio(admin_url: str, count: int, days: int, workdir: Path) -> dict:
     """A steady tick of `count` symbols with ~2 days stored, then with `days` more of history."""
-    symbols = [f"SYM{i}USDT" for i in range(count)]
-    port = free_port()
-    log = workdir / "simulator_history.log"
-    with log.open("wb") as out:
-        sim = subprocess.Popen([sys.executable, "-m", "kline_pipeline.cli", "simulate-exchange", "--port", str(port),
-                                *[a for s in symbols for a in ("--instrument", f"{s}:{LISTED}")]],
-                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/v5/market/time", sim, log, timeout=30)
-        with throwaway_database(admin_url, "live_history_candles") as candles, \
-                throwaway_database(admin_url, "live_history_dagster") as storage, \
-                tempfile.TemporaryDirectory() as home:
-            os.environ["DAGSTER_PG_URL"] = storage
-            Path(home, "dagster.yaml").write_text(TEMPLATE.read_text())
-            store = KlineStore(database_url=candles)
-            job = dg.Definitions(jobs=[live_refresh_job], resources={
-                "bybit": BybitClient(base_url=f"http://127.0.0.1:{port}"), "kline_store": store,
-            }).resolve_job_def(live_refresh_job.name)
-            with dg.DagsterInstance.from_config(home) as instance:
-                instance.add_dynamic_partitions(symbols_partitions.name, symbols)
-                close = from_ms(grid_floor(to_ms(datetime.now(timezone.utc)))) - timedelta(minutes=30)
-                run_tick(job, instance, store, symbols, close + timedelta(seconds=15))
-                walls = [run_tick(job, instance, store, symbols, close + timedelta(minutes=5 * i, seconds=15))["wall_s"]
-                         for i in (1, 2, 3)]
-                local = BybitSimulator(instruments={s: 1577836800000 for s in symbols})
-                first_day = (close - timedelta(days=3 + days)).date()
-                loaded = sum(load_days(store, local, s, first_day, days) for s in symbols)
-                walls_history = [run_tick(job, instance, store, symbols, close + timedelta(minutes=5 * i, seconds=15))[
-                    "wall_s"] for i in (4, 5, 6)]
-            store.engine().dispose()
-    finally:
-        stop_group(sim)
+    with live_setup(admin_url, count, workdir, "history") as (job, instance, store, symbols):
+        close = from_ms(grid_floor(to_ms(datetime.now(timezone.utc)))) - timedelta(minutes=30)
+        run_tick(job, instance, store, symbols, close + timedelta(seconds=15))
+        walls = [run_tick(job, instance, store, symbols, close + timedelta(minutes=5 * i, seconds=15))["wall_s"]
+                 for i in (1, 2, 3)]
+        local = BybitSimulator(instruments={s: 1577836800000 for s in symbols})
+        first_day = (close - timedelta(days=3 + days)).date()
+        loaded = sum(load_days(store, local, s, first_day, days) for s in symbols)
+        walls_history = [run_tick(job, instance, store, symbols, close + timedelta(minutes=5 * i, seconds=15))[
+            "wall_s"] for i in (4, 5, 6)]
     without, with_history = sorted(walls)[1], sorted(walls_history)[1]
     return {"symbols": count, "history_days": days, "loaded": loaded, "steady_s": without,
             "steady_with_history_s": with_history, "ratio": round(with_history / without, 3)}

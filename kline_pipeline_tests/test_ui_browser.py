@@ -111,15 +111,26 @@ def check_statuses(base: str, asset: str, check: str) -> dict[str, str]:
     return flat
 
 
-def browser_page(playwright):
-    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:
+    """A fresh page (its own context) per test."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = context.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)
     sync_api.expect.set_options(timeout=UI_TIMEOUT_MS)  # the first page load compiles the UI's queries
     # A first visit shows a one-off "Join the Dagster community" dialog over the page, whenever
     # the UI gets to it: skip it whenever it is in the way of an action.
     page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
-    return browser, page
+    yield page
+    context.close()
 
 
 def open_page(page, url: str) -> None:
@@ -135,23 +146,18 @@ def save(page, ui: UI, name: str) -> Path:
     return path
 
 
-def test_each_day_shows_its_own_figures_on_the_asset_page(ui):
+def test_each_day_shows_its_own_figures_on_the_asset_page(ui, page):
     expect = sync_api.expect
-    with sync_api.sync_playwright() as playwright:
-        browser, page = browser_page(playwright)
-        try:
-            open_page(page, f"{ui.base}/assets/price_klines_5m?view=partitions&partition=2025-01-03%7CBTCUSDT")
-            expect(page.get_by_text("Materialized (6)")).to_be_visible()
-            expect(page.get_by_text("Failed (0)")).to_be_visible()
-            metadata = page.locator("tr")
-            # The outage day's own rows (288 - 12), beside the totals of the range run it was part of.
-            expect(metadata.filter(has=page.get_by_text("rows", exact=True))).to_contain_text("276")
-            expect(metadata.filter(has=page.get_by_text("run_rows", exact=True))).to_contain_text(str(4 * 288 + 276))
-            expect(metadata.filter(has=page.get_by_text("first_candle", exact=True))).to_contain_text(
-                "2025-01-03T00:00:00+00:00")
-            save(page, ui, "ui-screenshot.png")
-        finally:
-            browser.close()
+    open_page(page, f"{ui.base}/assets/price_klines_5m?view=partitions&partition=2025-01-03%7CBTCUSDT")
+    expect(page.get_by_text("Materialized (6)")).to_be_visible()
+    expect(page.get_by_text("Failed (0)")).to_be_visible()
+    metadata = page.locator("tr")
+    # The outage day's own rows (288 - 12), beside the totals of the range run it was part of.
+    expect(metadata.filter(has=page.get_by_text("rows", exact=True))).to_contain_text("276")
+    expect(metadata.filter(has=page.get_by_text("run_rows", exact=True))).to_contain_text(str(4 * 288 + 276))
+    expect(metadata.filter(has=page.get_by_text("first_candle", exact=True))).to_contain_text(
+        "2025-01-03T00:00:00+00:00")
+    save(page, ui, "ui-screenshot.png")
 
 
 @pytest.mark.parametrize(("asset", "check", "failed_days"), [
@@ -160,50 +166,39 @@ def test_each_day_shows_its_own_figures_on_the_asset_page(ui):
     ("price_klines_1h", "exact_and_complete", []),  # the outage's missing hour is explained
     ("price_klines_1d", "exact_and_complete", []),
 ])
-def test_the_checks_partitions_tab_counts_and_colours_every_day(ui, asset, check, failed_days):
+def test_the_checks_partitions_tab_counts_and_colours_every_day(ui, page, asset, check, failed_days):
     expect = sync_api.expect
     passed = [d for d in [*PASSED_DAYS, OUTAGE_DAY] if d not in failed_days]
-    with sync_api.sync_playwright() as playwright:
-        browser, page = browser_page(playwright)
-        try:
-            open_page(page, f"{ui.base}/assets/{asset}?view=checks&checkDetail={check}")
-            tabs = page.get_by_role("tab", name="Partitions", exact=True)
-            expect(tabs).to_have_count(2)  # the asset's tab, then (once the check's panel is shown) the check's
-            tabs.last.click()
-            expect(page.get_by_text(f"Passed ({len(passed)})", exact=True)).to_be_visible()
-            expect(page.get_by_text(f"Failed ({len(failed_days)})", exact=True)).to_be_visible()
-            expect(page.get_by_text("Skipped (0)", exact=True)).to_be_visible()
-            expect(page.get_by_text("Execution Failed (0)", exact=True)).to_be_visible()
-            page.get_by_placeholder("Filter by date…").fill("2025-01-")
-            for days, colour in ((passed, GREEN), (failed_days, RED), (NEVER_REQUESTED, GRAY)):
-                for day in days:
-                    row = page.locator("div").filter(has=page.get_by_text(day, exact=True)).filter(
-                        has=page.locator("div[style*='border-radius: 100%']")).last
-                    expect(row.locator("div[style*='border-radius: 100%']")).to_have_attribute(
-                        "style", f"width: 10px; height: 10px; border-radius: 100%; flex-shrink: 0; "
-                                 f"background-color: {colour};")
-            if check == "no_missing_candles":
-                save(page, ui, "ui-check-partitions.png")
-        finally:
-            browser.close()
+    open_page(page, f"{ui.base}/assets/{asset}?view=checks&checkDetail={check}")
+    tabs = page.get_by_role("tab", name="Partitions", exact=True)
+    expect(tabs).to_have_count(2)  # the asset's tab, then (once the check's panel is shown) the check's
+    tabs.last.click()
+    expect(page.get_by_text(f"Passed ({len(passed)})", exact=True)).to_be_visible()
+    expect(page.get_by_text(f"Failed ({len(failed_days)})", exact=True)).to_be_visible()
+    expect(page.get_by_text("Skipped (0)", exact=True)).to_be_visible()
+    expect(page.get_by_text("Execution Failed (0)", exact=True)).to_be_visible()
+    page.get_by_placeholder("Filter by date…").fill("2025-01-")
+    for days, colour in ((passed, GREEN), (failed_days, RED), (NEVER_REQUESTED, GRAY)):
+        for day in days:
+            row = page.locator("div").filter(has=page.get_by_text(day, exact=True)).filter(
+                has=page.locator("div[style*='border-radius: 100%']")).last
+            expect(row.locator("div[style*='border-radius: 100%']")).to_have_attribute(
+                "style", f"width: 10px; height: 10px; border-radius: 100%; flex-shrink: 0; background-color: {colour};")
+    if check == "no_missing_candles":
+        save(page, ui, "ui-check-partitions.png")
     statuses = check_statuses(ui.base, asset, check)
     assert statuses == {f"{d}|BTCUSDT": "succeeded" for d in passed} | {f"{d}|BTCUSDT": "failed" for d in failed_days}
 
 
-def test_the_checks_list_shows_the_latest_evaluation(ui):
+def test_the_checks_list_shows_the_latest_evaluation(ui, page):
     expect = sync_api.expect
-    with sync_api.sync_playwright() as playwright:
-        browser, page = browser_page(playwright)
-        try:
-            open_page(page, f"{ui.base}/assets/price_klines_5m?view=checks&checkDetail=valid_ohlcv")
-            expect(page.get_by_text("Latest execution")).to_be_visible()
-            entry = page.locator("a, div").filter(has=page.get_by_text("valid_ohlcv", exact=True)).filter(
-                has_text="Succeeded").filter(has_not_text="no_missing_candles")
-            expect(entry.last).to_be_visible()
-            expect(page.get_by_text("Not evaluated")).to_have_count(0)
-            save(page, ui, "ui-checks.png")
-        finally:
-            browser.close()
+    open_page(page, f"{ui.base}/assets/price_klines_5m?view=checks&checkDetail=valid_ohlcv")
+    expect(page.get_by_text("Latest execution")).to_be_visible()
+    entry = page.locator("a, div").filter(has=page.get_by_text("valid_ohlcv", exact=True)).filter(
+        has_text="Succeeded").filter(has_not_text="no_missing_candles")
+    expect(entry.last).to_be_visible()
+    expect(page.get_by_text("Not evaluated")).to_have_count(0)
+    save(page, ui, "ui-checks.png")
 
 
 def test_partition_statuses_follow_the_watchdog_a_live_run_and_a_raw_rematerialization(ui):
