@@ -41,7 +41,7 @@ def _run_dev(args: argparse.Namespace, home: Path, *, ui_url: str, api_url: str 
     from kline_pipeline.home import ANNOUNCED_ENV
     from kline_pipeline.quiet import quiet_child_env
 
-    # Create (or migrate) the instance's SQLite storage once, here: the API and dagster dev start
+    # Create (or migrate) the instance's storage once, here: the API and dagster dev start
     # at the same moment, and two processes creating a fresh DAGSTER_HOME's tables at once race
     # in alembic ("more than one head"), which left a newcomer's first `dev` without a UI.
     _instance().dispose()

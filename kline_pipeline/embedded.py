@@ -9,10 +9,12 @@ start/stop; `kline-pipeline db stop` stops it. Data lives on disk and survives r
 """
 
 import os
+import threading
 from pathlib import Path
 
 import psutil
 import psycopg2
+from psycopg2 import sql
 from psycopg2 import errors as pg_errors
 
 DATABASE_NAME = "kline"
@@ -49,10 +51,28 @@ def _server(pgdata: Path):
     return pgserver.get_server(pgdata, cleanup_mode=None)
 
 
+_urls: dict[tuple[Path, str], tuple[str, object]] = {}
+_urls_lock = threading.Lock()
+
+
 def embedded_database_url(pgdata: Path | None = None, *, database: str = DATABASE_NAME) -> str:
     """Start (or reuse) the embedded server and return a psycopg2 URL of `database` on it (created
-    if missing): `kline` holds the candles, `dagster` Dagster's own storage (instance/storage.py)."""
-    server = _server(pgdata or default_pgdata())
+    if missing): `kline` holds the candles, `dagster` Dagster's own storage (instance/storage.py).
+
+    Every query of the store asks for the URL; while the server that answered last time still
+    runs, the answer is remembered for the process (a check of its postmaster, no connection)."""
+    pgdata = (pgdata or default_pgdata()).expanduser().resolve()
+    with _urls_lock:
+        known = _urls.get((pgdata, database))
+        if known and _alive(known[1]):
+            return known[0]
+        url, postmaster = _resolve(pgdata, database)
+        _urls[(pgdata, database)] = (url, postmaster)
+        return url
+
+
+def _resolve(pgdata: Path, database: str) -> tuple[str, object]:
+    server = _server(pgdata)
     admin_dsn = server.get_uri("postgres")
     conn = psycopg2.connect(admin_dsn)
     try:
@@ -61,12 +81,13 @@ def embedded_database_url(pgdata: Path | None = None, *, database: str = DATABAS
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
             if cur.fetchone() is None:
                 try:
-                    cur.execute(f'CREATE DATABASE "{database}"')  # one of our two constant names, not input
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
                 except (pg_errors.DuplicateDatabase, pg_errors.UniqueViolation):
                     pass  # another process created it between our check and our CREATE
     finally:
         conn.close()
-    return server.get_uri(database).replace("postgresql://", "postgresql+psycopg2://", 1)
+    url = server.get_uri(database).replace("postgresql://", "postgresql+psycopg2://", 1)
+    return url, server.get_postmaster_info().process
 
 
 def stop_embedded(pgdata: Path | None = None) -> bool:

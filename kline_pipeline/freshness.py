@@ -2,11 +2,13 @@
 
 Evaluating freshness is cheap; recording it is a Dagster event write. Recorded every 5 minutes
 for every symbol it would be 57,600 events a day at 200 symbols, so a symbol's result is
-recorded only when its outcome (passed / WARN / ERROR) differs from the last one recorded (kept in
-`price_kline_live_state`, claimed atomically so the tick and the sensor never record the same
-change twice), or when today's partition was just re-materialized (an older result would no
-longer be current). The watchdog sensor makes a symbol go stale in the UI even when nothing
-refreshes it at all (the schedule stopped, the daemon's run queue stuck): it needs no run.
+recorded only when its outcome (passed / WARN / ERROR) differs from the last one recorded for
+today's partition (kept in `price_kline_live_state`), or when today's partition was just
+re-materialized (an older result would no longer be current). Reading the last outcomes,
+recording the changes and saving them happen in one transaction under one advisory lock, so the
+tick and the sensor never interleave (which could leave Dagster showing a stale outcome). The
+watchdog sensor makes a symbol go stale in the UI even when nothing refreshes it at all (the
+schedule stopped, the daemon's run queue stuck): it needs no run.
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -29,14 +31,17 @@ def report_freshness(
     keys = {symbol: partition_key(now.date(), symbol) for symbol in symbols}
     if not keys:
         return []
-    facts = Facts(store, list(keys.values()), now)
+    facts = Facts(store, list(keys.values()), now).prefetch_latest(list(keys))
     outcomes = evaluate([FRESHNESS_CHECK_KEY], list(keys.values()), facts)[FRESHNESS_CHECK_KEY]
     forced = set(always)
-    chosen = {key: outcomes[key] for symbol, key in keys.items()
-              if store.claim_fresh_report(symbol=symbol, state=outcomes[key].state, at=now) or symbol in forced}
-    for event in evaluation_events(instance, {FRESHNESS_CHECK_KEY: chosen}):
-        record(event)
-    return sorted(chosen)
+    with store.fresh_reports(now.date()) as reports:
+        recorded = reports.recorded(list(keys))
+        changed = {symbol: outcomes[key] for symbol, key in keys.items()
+                   if symbol in forced or recorded.get(symbol) != outcomes[key].state}
+        for event in evaluation_events(instance, {FRESHNESS_CHECK_KEY: {keys[s]: o for s, o in changed.items()}}):
+            record(event)
+        reports.save({symbol: outcome.state for symbol, outcome in changed.items()}, at=now)
+    return sorted(keys[s] for s in changed)
 
 
 @dg.sensor(

@@ -1,9 +1,9 @@
 """Is it working? The facts behind `kline-pipeline doctor` and `GET /api/health`.
 
 Reads, never writes: the Dagster instance (daemon heartbeats, the state and last tick of
-`rollup_refresh_sensor` and `live_refresh`, runs of the last hour, pool slots) and the candle
-database (reachable; per symbol the newest candle's age and the candles missing since the first
-stored one). Each fact becomes a Finding: ok, problem, or unknown (it could not be checked).
+`rollup_refresh_sensor`, `candles_fresh_sensor` and `live_refresh`, runs of the last hour, pool
+slots) and the candle database (reachable; per symbol freshness as `candles_fresh` judges it and
+the candles missing over the last week). Each fact becomes a Finding: ok, problem, or unknown (it could not be checked).
 The report is healthy (exit 0) without problems or unknowns, "problems" (1) with any problem,
 else "unknown" (2). Safe to run at any time and as often as wanted.
 """
@@ -16,10 +16,11 @@ from typing import Any
 
 import dagster as dg
 
-from kline_pipeline.checks.rules import FRESHNESS_TOLERANCE
+from kline_pipeline.checks import Facts, Outcome
+from kline_pipeline.checks.rules import FRESHNESS_TOLERANCE, candles_fresh
 from kline_pipeline.gaps import MISSING, OUTAGE, gap_report
 from kline_pipeline.models import CANDLE_MS
-from kline_pipeline.partitions import symbols_partitions
+from kline_pipeline.partitions import partition_key, symbols_partitions, valid_symbols
 from kline_pipeline.store import KlineStore, redact_url
 
 OK, PROBLEM, UNKNOWN = "ok", "problem", "unknown"
@@ -28,6 +29,8 @@ STATUSES = {OK: ("healthy", 0), PROBLEM: ("problems", 1), UNKNOWN: ("unknown", 2
 HEARTBEAT_STALE = timedelta(seconds=150)
 """Daemons beat every 30 s; the UI waits 30 minutes before calling one dead, doctor 2.5 minutes."""
 RUN_WINDOW = timedelta(hours=1)
+GAP_WINDOW = timedelta(days=7)
+"""Gaps are looked for over the last week (the live refresh re-fetches two days): cheap enough to poll."""
 SLOT_LEAK_AFTER = timedelta(minutes=5)
 """A finished run's pool slots are freed by run monitoring within seconds (local: 15 s)."""
 CANDLE = timedelta(milliseconds=CANDLE_MS)
@@ -197,27 +200,33 @@ def automation(instance: dg.DagsterInstance, now: datetime) -> Iterator[Finding]
 
 
 def symbols(instance: dg.DagsterInstance, store: KlineStore, now: datetime) -> Iterator[Finding]:
-    names = sorted(instance.get_dynamic_partitions(symbols_partitions.name))
+    names = valid_symbols(sorted(instance.get_dynamic_partitions(symbols_partitions.name)))
     if not names:
         yield Finding("symbols", "", UNKNOWN, "no symbol added yet, nothing to check: `kline-pipeline symbols add "
                       "BTCUSDT` (offline: see README, Offline mode)")
         return
-    limit = CANDLE + FRESHNESS_TOLERANCE
+    keys = {symbol: partition_key(now.date(), symbol) for symbol in names}
+    facts = Facts(store, list(keys.values()), now).prefetch_latest(names)  # two queries for all symbols
     for symbol, first, newest in store.query("health_symbols.sql", {"symbols": names}):
-        yield from _guarded(f"candles {symbol}", lambda: _symbol(store, symbol, first, newest, now, limit))
+        yield from _guarded(f"candles {symbol}", lambda: _symbol(store, symbol, first, newest, now,
+                                                                 candles_fresh(facts, keys[symbol])))
 
 
 def _symbol(store: KlineStore, symbol: str, first: datetime | None, newest: datetime | None, now: datetime,
-            limit: timedelta) -> Iterator[Finding]:
+            fresh: Outcome) -> Iterator[Finding]:
+    """Freshness as candles_fresh judges it, then the gaps of the recent days (GAP_WINDOW)."""
     if newest is None:
         yield Finding("candles", symbol, PROBLEM, "no candle stored: launch a backfill (UI, or `kline-pipeline "
                       f"backfill --symbol {symbol} ...`) or let live_refresh fetch the latest")
         return
     age = now - (newest + CANDLE)
-    facts = {"newest_candle": newest.isoformat(), "age_minutes": round(age.total_seconds() / 60, 1),
-             "limit_minutes": limit.total_seconds() / 60}
-    state = OK if age <= limit else PROBLEM
-    yield Finding("candles", symbol, state, f"newest candle closed {ago(age)} ago (limit {ago(limit)})", facts)
+    error = fresh.metadata.get("last_live_error")
+    detail = (f"newest candle closed {ago(age)} ago (limit {ago(CANDLE + FRESHNESS_TOLERANCE)})"
+              + (f"; last live tick failed: {error}" if error else ""))
+    yield Finding("candles", symbol, OK if fresh.passed else PROBLEM, detail,
+                  {**fresh.metadata, "candles_fresh": fresh.state})
+    # The recent days only: a health check is polled, and a whole history is a backfill's report.
+    first = max(first, now - GAP_WINDOW)
     report = gap_report(store, symbol=symbol, start=first, end=max(now, first + CANDLE), now=now)
     missing = [s for s in report.spans if s.cause == MISSING]
     facts = {"since": first.isoformat(), "missing_candles": report.missing, "exchange_outage_candles":

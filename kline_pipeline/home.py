@@ -54,8 +54,8 @@ def prepare_dagster_home(*, announce: bool = True) -> Path:
     """Resolve the home, create it, export it as DAGSTER_HOME for this process and its children,
     and write the packaged LOCAL instance template there if it has no dagster.yaml yet.
 
-    The template (kline_pipeline/instance/local.yaml: SQLite storage, the same run queue and pool
-    limits as production) is what every command, not only `dev`, then sees. The top-level
+    The template (kline_pipeline/instance/local.yaml: pooled PostgreSQL storage on DAGSTER_PG_URL or
+    the embedded server, the same run queue and pool limits as production) is what every command, not only `dev`, then sees. The top-level
     dagster.yaml is the production config (PostgreSQL from env vars) and is never copied
     implicitly: it would fail without DAGSTER_PG_URL. Read through importlib.resources so an
     installed wheel finds the template as well as a checkout. Re-running changes nothing.

@@ -8,7 +8,7 @@ import dagster as dg
 from kline_pipeline.assets import PARTITIONS_PER_RUN, price_klines_5m
 from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.partitions import contiguous_runs, days_by_symbol, kline_partitions, partition_key
-from kline_pipeline.store import KlineStore, RollupDay
+from kline_pipeline.store import KlineStore
 
 @dataclass(frozen=True)
 class Rollup:
@@ -67,10 +67,8 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
                 summary = kline_store.refresh_rollup(
                     rollup=rollup.table, symbol=symbol, start=day_start(run[0]), end=day_start(run[-1]) + DAY
                 )
-                stored = {d.day: d for d in summary.days}
-                for day in run:  # each day partition shows its own buckets (none: no candles that day)
-                    figures[partition_key(day, symbol)] = stored.get(day, RollupDay(day, 0, 0, None)).metadata(
-                        rollup.full_count)
+                for day in run:  # each day partition shows its own buckets
+                    figures[partition_key(day, symbol)] = summary.for_day(day).metadata(rollup.full_count)
         run = {"run_partitions": len(figures), "run_buckets": sum(int(f["buckets"]) for f in figures.values())}
         for key, day in figures.items():
             context.add_asset_metadata({**day, **run}, partition_key=key)

@@ -7,11 +7,13 @@ the end so the run list shows it.
 
 What a tick records in Dagster follows what changed, not the number of symbols (every record is
 an event write): a day's raw and rollup materializations and their check results when a candle
-of that day changed and the day is either earlier than today (finalised at midnight, or a late
-correction) or today's first write; candles_fresh on today's partition when its outcome changes
-(`freshness.py`). A quiet tick of 200 symbols records nothing but changes.
+of that day changed and the day is earlier than today (a late correction), when the day has
+closed since the last recorded one (finalised at midnight, whether or not a candle came), or on
+today's first write; candles_fresh on today's partition when its outcome changes (`freshness.py`).
+A quiet tick of 200 symbols records nothing but changes.
 """
 
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,12 +38,15 @@ from kline_pipeline.freshness import report_freshness
 from kline_pipeline.live import DEFAULT_LOOKBACK_MINUTES, SymbolTick, refresh_symbol, validate_lookbacks
 from kline_pipeline.partitions import partition_key, symbols_partitions, valid_symbols
 from kline_pipeline.rollups import ROLLUPS
-from kline_pipeline.store import KlineStore, RollupDay
+from kline_pipeline.store import KlineStore
 
 SCHEDULED_TIME_TAG = "dagster/scheduled_execution_time"
 ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                    dg.DagsterRunStatus.STARTED]
-FULL_COUNT = {rollup.table: rollup.full_count for rollup in ROLLUPS}
+ROLLUP_BY_TABLE = {rollup.table: rollup for rollup in ROLLUPS}
+MAX_WORKERS = 4
+"""Each worker holds one candle-database connection while it writes a symbol; the store's pool
+per process (KlineStore.engine: 2 + 4 overflow) leaves room for the op's own queries."""
 
 
 class LiveRefreshConfig(dg.Config):
@@ -53,26 +58,26 @@ class LiveRefreshConfig(dg.Config):
     refetch_minutes: int | None = Field(
         default=None, description="re-fetch this far back each tick (default: the longest lookback); older holes "
         "are left to a backfill (`kline-pipeline backfill --missing`)")
-    workers: int = Field(default=4, ge=1, le=16, description="symbols refreshed at once (threads)")
+    workers: int = Field(default=MAX_WORKERS, ge=1, le=MAX_WORKERS, description="symbols refreshed at once (threads)")
 
 
 def _refresh_all(config: LiveRefreshConfig, bybit: BybitClient, store: KlineStore, symbols: Sequence[str],
                  now: datetime) -> tuple[dict[str, SymbolTick], dict[str, str]]:
-    """Refresh every symbol in parallel; (ticks, errors) by symbol."""
+    """Refresh every symbol in parallel; (ticks, errors) by symbol. The threads only fetch and write;
+    every Dagster event is logged by the op's own thread afterwards."""
     lookbacks = validate_lookbacks(config.lookback_minutes)
     refetch = timedelta(minutes=config.refetch_minutes or max(lookbacks.values()))
+    states = store.live_states(symbols)
+    local = threading.local()
 
     def one(symbol: str) -> tuple[str, SymbolTick | None, str | None]:
-        client = BybitClient(**bybit.model_dump())  # its own HTTP session; the rate limit is process-wide
+        if not hasattr(local, "client"):  # one HTTP session per thread; the rate limit is process-wide
+            local.client = BybitClient(**bybit.model_dump())
         try:
-            tick = refresh_symbol(bybit=client, store=store, symbol=symbol, now=now, lookbacks=lookbacks,
-                                  refetch=refetch)
+            return symbol, refresh_symbol(bybit=local.client, store=store, symbol=symbol, now=now,
+                                          lookbacks=lookbacks, refetch=refetch, state=states.get(symbol)), None
         except Exception as exc:  # one bad symbol must not stop the others
-            error = f"{type(exc).__name__}: {exc}"
-            store.record_live_tick(symbol=symbol, at=now, error=error)
-            return symbol, None, error
-        store.record_live_tick(symbol=symbol, at=now)
-        return symbol, tick, None
+            return symbol, None, f"{type(exc).__name__}: {exc}"
 
     ticks, errors = {}, {}
     with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="live") as pool:
@@ -81,40 +86,46 @@ def _refresh_all(config: LiveRefreshConfig, bybit: BybitClient, store: KlineStor
                 ticks[symbol] = tick
             else:
                 errors[symbol] = str(error)
+    store.record_live_ticks(at=now, errors={**dict.fromkeys(ticks), **errors})
     return ticks, errors
 
 
-def _days_to_record(context: dg.OpExecutionContext, ticks: dict[str, SymbolTick], today: date) -> dict[str, list[date]]:
-    """Per symbol, the changed days worth a materialization: earlier days (finalised or corrected),
-    and today only while its partition has none yet (one indexed query for all symbols)."""
-    todays = {partition_key(today, symbol) for symbol in ticks}
+def _record(context: dg.OpExecutionContext, store: KlineStore, ticks: dict[str, SymbolTick],
+            now: datetime) -> dict[str, list[date]]:
+    """Materializations of each symbol's days to record (raw, then each rollup), then every check
+    result on them, evaluated and pointed at their materializations in one batch. Returns the days
+    recorded per symbol."""
+    todays = {partition_key(now.date(), symbol) for symbol in ticks}
     materialized = context.instance.event_log_storage.get_latest_storage_id_by_partition(
         price_klines_5m.key, DagsterEventType.ASSET_MATERIALIZATION, partitions=todays) if todays else {}
-    return {symbol: [d for d in tick.changed_days if d < today or partition_key(d, symbol) not in materialized]
+    days = {symbol: tick.days_to_record(today_materialized=partition_key(now.date(), symbol) in materialized)
             for symbol, tick in ticks.items()}
-
-
-def _record(context: dg.OpExecutionContext, store: KlineStore, tick: SymbolTick, days: list[date], now: datetime) -> None:
-    """Materializations of `days` (raw, then each rollup) and every check result on them."""
-    keys = [partition_key(day, tick.symbol) for day in days]
-    ingest_days = {d.day: d for d in tick.ingest.days}
-    for day, key in zip(days, keys, strict=True):
-        context.log_event(dg.AssetMaterialization(price_klines_5m.key, partition=key, metadata={
-            **ingest_days[day].metadata(), "mode": "live refresh", "as_of": tick.closed_until.isoformat()}))
-    # Rollups after the raw days: the rollup sensor then sees them as already refreshed.
-    for table, (start, end, summary) in tick.rollups.items():
-        stored = {d.day: d for d in summary.days}
-        for day, key in zip(days, keys, strict=True):
-            figures = stored.get(day, RollupDay(day, 0, 0, None))
-            context.log_event(dg.AssetMaterialization(table, partition=key, metadata={
-                **figures.metadata(FULL_COUNT[table]), "mode": "live refresh",
-                "window": f"{start.isoformat()} .. {end.isoformat()}"}))
-    check_keys = RAW_CHECK_KEYS + [k for keys_ in ROLLUP_CHECK_KEYS.values() for k in keys_]
-    outcomes = evaluate(check_keys, keys, Facts(store, keys, now))
-    # Today's candles_fresh is recorded by report_freshness, which also remembers what it recorded.
-    outcomes[FRESHNESS_CHECK_KEY].pop(partition_key(now.date(), tick.symbol), None)
-    for event in evaluation_events(context.instance, outcomes):
-        context.log_event(event)
+    keys = [partition_key(day, symbol) for symbol, symbol_days in days.items() for day in symbol_days]
+    if keys:
+        facts = Facts(store, keys, now)
+        for symbol, symbol_days in days.items():
+            tick, ingest = ticks[symbol], {d.day: d for d in ticks[symbol].ingest.days}
+            for day in symbol_days:
+                key = partition_key(day, symbol)
+                fetched = ingest[day].metadata() if day in ingest else {}
+                context.log_event(dg.AssetMaterialization(price_klines_5m.key, partition=key, metadata={
+                    **fetched, "rows": facts.gaps(key).present, "mode": "live refresh",
+                    "as_of": tick.closed_until.isoformat()}))
+        # Rollups after the raw days: the rollup sensor then sees them as already refreshed.
+        for symbol, symbol_days in days.items():
+            for table, (start, end, summary) in ticks[symbol].rollups.items():
+                for day in symbol_days:
+                    context.log_event(dg.AssetMaterialization(table, partition=partition_key(day, symbol), metadata={
+                        **summary.for_day(day).metadata(ROLLUP_BY_TABLE[table].full_count), "mode": "live refresh",
+                        "window": f"{start.isoformat()} .. {end.isoformat()}"}))
+        check_keys = RAW_CHECK_KEYS + [k for keys_ in ROLLUP_CHECK_KEYS.values() for k in keys_]
+        outcomes = evaluate(check_keys, keys, facts)
+        for symbol in ticks:  # today's candles_fresh is recorded by report_freshness, which remembers it
+            outcomes[FRESHNESS_CHECK_KEY].pop(partition_key(now.date(), symbol), None)
+        for event in evaluation_events(context.instance, outcomes):
+            context.log_event(event)
+    store.mark_live_recorded(symbols=list(ticks), through=now.date() - timedelta(days=1))
+    return days
 
 
 @dg.op(pool="bybit_api", tags={"kind": "live"}, out=dg.Out(dict, description="error by failed symbol"))
@@ -138,12 +149,9 @@ def refresh_latest_candles(
     ticks, failed = _refresh_all(config, bybit, kline_store, symbols, now)
     errors.update(failed)
     fetched = time.perf_counter()
-    recorded_days = _days_to_record(context, ticks, now.date())
-    for symbol, days in recorded_days.items():
-        if days:
-            _record(context, kline_store, ticks[symbol], days, now)
+    recorded = _record(context, kline_store, ticks, now)
     # Today's candles_fresh: recorded on a change, and wherever today was just (re)materialized.
-    rematerialized = [s for s, days in recorded_days.items() if now.date() in days]
+    rematerialized = [symbol for symbol, days in recorded.items() if now.date() in days]
     fresh = report_freshness(context.instance, kline_store, symbols, now, context.log_event, always=rematerialized)
     for symbol in sorted(errors):
         context.log.error(f"{symbol}: {errors[symbol]}")
@@ -151,7 +159,7 @@ def refresh_latest_candles(
         f"{len(ticks)} of {len(registered)} symbols refreshed in {fetched - started:.1f} s "
         f"({sum(t.ingest.requests for t in ticks.values())} requests, "
         f"{sum(t.ingest.changed for t in ticks.values())} candles changed); "
-        f"{sum(map(len, recorded_days.values()))} day partitions recorded, freshness changed for {len(fresh)}")
+        f"{sum(map(len, recorded.values()))} day partitions recorded, freshness recorded for {len(fresh)}")
     kline_store.record_job_run(lookbacks=validate_lookbacks(config.lookback_minutes), started_at=now,
                                succeeded=not errors)  # what timescaledb_information.job_stats reports
     return {symbol: errors[symbol] for symbol in sorted(errors)}

@@ -49,10 +49,14 @@ class RollupCursor:
 
     @classmethod
     def parse(cls, text: str | None) -> "RollupCursor":
-        if not text:
+        """The cursor a previous tick stored. A missing or foreign one (the AutomationCondition sensor
+        this one replaced stored its own under the same name) starts from the beginning of the event
+        log: every raw materialization is judged once, and only stale rollups are requested."""
+        try:
+            data = json.loads(text or "{}")
+            return cls(after=int(data["after"]), waiting=tuple(str(r) for r in data.get("waiting", ())))
+        except (ValueError, TypeError, KeyError):
             return cls()
-        data = json.loads(text)
-        return cls(after=int(data["after"]), waiting=tuple(data.get("waiting", ())))
 
     def dumps(self) -> str:
         return json.dumps({"after": self.after, "waiting": sorted(self.waiting)})
@@ -78,8 +82,9 @@ def stale_rollups(instance: dg.DagsterInstance, raw_ids: dict[str, int]) -> dict
     return {partition: frozenset(keys) for partition, keys in stale.items()}
 
 
-def run_requests(stale: dict[str, frozenset[dg.AssetKey]], *, tick_id: int) -> list[dg.RunRequest]:
-    """One run per symbol, set of stale rollups and contiguous range of up to PARTITIONS_PER_RUN days."""
+def run_requests(stale: dict[str, frozenset[dg.AssetKey]], *, unique: int) -> list[dg.RunRequest]:
+    """One run per symbol, set of stale rollups and contiguous range of up to PARTITIONS_PER_RUN days.
+    `unique` (the cursor's storage id) makes the run keys differ from any earlier tick's."""
     grouped: dict[tuple[str, frozenset[dg.AssetKey]], list] = defaultdict(list)
     for key, assets in stale.items():
         try:
@@ -94,7 +99,7 @@ def run_requests(stale: dict[str, frozenset[dg.AssetKey]], *, tick_id: int) -> l
                 chunk = run[i:i + PARTITIONS_PER_RUN]
                 first, last = partition_key(chunk[0], symbol), partition_key(chunk[-1], symbol)
                 requests.append(dg.RunRequest(
-                    run_key=f"rollups:{first}:{last}:{','.join(sorted(a.path[-1] for a in assets))}:{tick_id}",
+                    run_key=f"rollups:{first}:{last}:{','.join(sorted(a.path[-1] for a in assets))}:{unique}",
                     asset_selection=sorted(assets, key=lambda a: a.path[-1]),
                     tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last,
                           "kline/triggered_by": "rollup_refresh_sensor"},
@@ -111,15 +116,16 @@ def evaluate_tick(instance: dg.DagsterInstance, cursor: RollupCursor) -> tuple[l
     # A run deleted from the instance counts as ended: nothing will add to it.
     ended = {run_id for run_id in run_ids if run_id not in runs or runs[run_id].is_finished}
     waiting = {r.run_id for r in page if r.run_id and r.run_id not in ended} | (set(cursor.waiting) - ended)
+    after = page[-1].storage_id if page else cursor.after
     judged = [r for r in page if not r.run_id or (r.run_id in ended and r.run_id not in cursor.waiting)]
-    judged += _raw_records_of_runs(instance, sorted(set(cursor.waiting) & ended))
+    # A run that was waiting is judged whole now, up to this page's end (later pages judge the rest).
+    judged += [r for r in _raw_records_of_runs(instance, sorted(set(cursor.waiting) & ended)) if r.storage_id <= after]
     raw_ids: dict[str, int] = {}
     for record in judged:
         if record.partition_key:
             raw_ids[record.partition_key] = max(raw_ids.get(record.partition_key, 0), record.storage_id)
     stale = stale_rollups(instance, raw_ids) if raw_ids else {}
-    after = page[-1].storage_id if page else cursor.after
-    return run_requests(stale, tick_id=after), RollupCursor(after=after, waiting=tuple(sorted(waiting)))
+    return run_requests(stale, unique=after), RollupCursor(after=after, waiting=tuple(sorted(waiting)))
 
 
 @dg.sensor(

@@ -75,33 +75,44 @@ class RollupSummary:
 
     days: tuple[RollupDay, ...]
 
-    @property
-    def buckets(self) -> int:
-        return sum(d.buckets for d in self.days)
-
-    @property
-    def partial_buckets(self) -> int:
-        return sum(d.partial_buckets for d in self.days)
-
-    @property
-    def last_bucket(self) -> datetime | None:
-        return max((d.last_bucket for d in self.days if d.last_bucket), default=None)
+    def for_day(self, day: date) -> RollupDay:
+        """The figures of `day` (no buckets: it held no candles)."""
+        return next((d for d in self.days if d.day == day), RollupDay(day, 0, 0, None))
 
 
 @dataclass(frozen=True, slots=True)
 class LiveState:
-    """What the live refresh recorded for one symbol (see sql/schema_006_live_state.sql)."""
+    """What the live refresh knows about one symbol between ticks (sql/schema_006_live_state.sql)."""
 
     symbol: str
     last_tick_at: datetime | None
     last_error: str | None
     last_error_at: datetime | None
+    pending_since: datetime | None
+    recorded_through: date | None
     reported_state: str | None
+    reported_day: date | None
 
     @property
     def failing(self) -> bool:
         """The symbol's latest tick failed (its error is newer than its last success)."""
         return self.last_error_at is not None and (self.last_tick_at is None or self.last_error_at > self.last_tick_at)
+
+
+class FreshReports:
+    """Inside one transaction holding the freshness lock: the outcomes last recorded, and saving new ones."""
+
+    def __init__(self, conn: Any, day: date) -> None:
+        self._conn, self.day = conn, day
+
+    def recorded(self, symbols: Sequence[str]) -> dict[str, str]:
+        """The candles_fresh outcome last recorded today for each symbol that has one."""
+        rows = self._conn.exec_driver_sql(sql_text("live_states.sql"), {"symbols": list(symbols)})
+        return {r.symbol: r.reported_state for r in rows if r.reported_day == self.day and r.reported_state}
+
+    def save(self, outcomes: dict[str, str], *, at: datetime) -> None:
+        self._conn.exec_driver_sql(sql_text("save_fresh_reports.sql"), {
+            "symbols": list(outcomes), "states": list(outcomes.values()), "day": self.day, "at": at})
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,18 +257,27 @@ class KlineStore(dg.ConfigurableResource):
         """The live state of each of `symbols` that the live refresh has seen."""
         return {row[0]: LiveState(*row) for row in self.query("live_states.sql", {"symbols": list(symbols)})}
 
-    def live_state(self, symbol: str) -> LiveState | None:
-        return self.live_states([symbol]).get(symbol)
+    def record_live_ticks(self, *, at: datetime, errors: dict[str, str | None]) -> None:
+        """Remember the tick at `at` of each symbol: None = refreshed, else its error."""
+        self.execute("record_live_ticks.sql", {"symbols": list(errors), "errors": list(errors.values()), "at": at})
 
-    def record_live_tick(self, *, symbol: str, at: datetime, error: str | None = None) -> None:
-        """Remember that a live tick refreshed `symbol` at `at`, or failed with `error`."""
-        self.execute("record_live_tick.sql", {"symbol": symbol, "at": at, "error": error})
+    def mark_live_pending(self, *, symbol: str, since: datetime) -> None:
+        """Candles of `symbol` changed from `since` on; see sql/mark_live_pending.sql."""
+        self.execute("mark_live_pending.sql", {"symbol": symbol, "since": since})
 
-    def claim_fresh_report(self, *, symbol: str, state: str, at: datetime) -> bool:
-        """True if `state` differs from the candles_fresh outcome last recorded for `symbol` (now recorded)."""
+    def mark_live_recorded(self, *, symbols: Sequence[str], through: date) -> None:
+        self.execute("mark_live_recorded.sql", {"symbols": list(symbols), "through": through})
+
+    @contextmanager
+    def fresh_reports(self, day: date) -> Iterator[FreshReports]:
+        """One transaction under the freshness lock (sql/lock_fresh_reports.sql) for `day`'s outcomes."""
         with self.engine().begin() as conn:
-            rows = conn.exec_driver_sql(sql_text("claim_fresh_report.sql"), {"symbol": symbol, "state": state, "at": at})
-            return rows.first() is not None
+            conn.exec_driver_sql(sql_text("lock_fresh_reports.sql"))
+            yield FreshReports(conn, day)
+
+    def last_candles(self, symbols: Sequence[str]) -> dict[str, datetime | None]:
+        """Start of the newest stored 5m candle of each symbol (None: nothing stored)."""
+        return dict(self.query("last_candles.sql", {"symbols": list(symbols)}))
 
     def last_candle(self, symbol: str) -> datetime | None:
         """Start of the newest stored 5m candle of `symbol`."""

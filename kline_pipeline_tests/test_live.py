@@ -124,10 +124,10 @@ def test_freshness_fails_when_the_newest_candle_is_stale_or_the_tick_failed(bybi
     old = "2025-02-27|BTCUSDT"  # not the latest day
     assert candles_fresh(Facts(store, [old], T0 + timedelta(minutes=30)), old).passed
     # A failed tick fails freshness at once, with its error, even while the candles are young.
-    store.record_live_tick(symbol="BTCUSDT", at=T0, error="BybitUnavailableError: HTTP 502")
+    store.record_live_ticks(at=T0, errors={"BTCUSDT": "BybitUnavailableError: HTTP 502"})
     failed = fresh(T0)
     assert failed.state == "WARN" and failed.metadata["last_live_error"].endswith("BybitUnavailableError: HTTP 502")
-    store.record_live_tick(symbol="BTCUSDT", at=T0 + timedelta(minutes=5))
+    store.record_live_ticks(at=T0 + timedelta(minutes=5), errors={"BTCUSDT": None})
     assert fresh(T0 + timedelta(minutes=5)).passed
 
 
@@ -217,3 +217,74 @@ def test_one_failing_symbol_fails_its_freshness_and_not_the_others(instance, byb
     fresh = {e.partition: e for e in later.get_asset_check_evaluations() if e.check_name == "candles_fresh"}
     assert "2025-03-01|BTCUSDT" in fresh and fresh["2025-03-01|BTCUSDT"].severity == dg.AssetCheckSeverity.WARN
     assert "HTTP 502" in fresh["2025-03-01|BTCUSDT"].metadata["last_live_error"].value
+
+
+def test_freshness_is_recorded_again_on_a_new_day_even_when_unchanged(instance, store, monkeypatch):
+    """A symbol stale yesterday and still stale today: today's partition gets its own result."""
+    from kline_pipeline.freshness import report_freshness
+
+    recorded = []
+    evening, next_morning = datetime(2025, 3, 1, 20, tzinfo=UTC), datetime(2025, 3, 2, 1, tzinfo=UTC)
+    assert report_freshness(instance, store, ["BTCUSDT"], evening, recorded.append) == ["2025-03-01|BTCUSDT"]
+    assert report_freshness(instance, store, ["BTCUSDT"], evening + timedelta(hours=1), recorded.append) == []
+    assert report_freshness(instance, store, ["BTCUSDT"], next_morning, recorded.append) == ["2025-03-02|BTCUSDT"]
+    assert [(e.partition, e.severity.value) for e in recorded] == [("2025-03-01|BTCUSDT", "ERROR"),
+                                                                  ("2025-03-02|BTCUSDT", "ERROR")]
+
+
+def test_a_rollup_failure_after_the_write_is_redone_by_the_next_tick(instance, bybit, store, simulator, moving,
+                                                                     monkeypatch):
+    """The candles were written, then a rollup refresh failed: the next tick refreshes the rollups
+    from the changed candles on (older than any lookback) and records those days."""
+    from kline_pipeline.store import KlineStore
+
+    run_job(bybit, store, instance)
+    late = datetime(2025, 3, 1, 3, 0, tzinfo=UTC)  # nine hours back: older than every lookback but 12h/1d
+    with store.engine().begin() as conn:
+        conn.exec_driver_sql("DELETE FROM price_klines WHERE symbol = 'BTCUSDT' AND timestamp = %(t)s", {"t": late})
+    real = KlineStore.refresh_rollup
+
+    def failing(self, *, rollup, **kwargs):
+        if rollup == "price_klines_15m":
+            raise RuntimeError("the database went away")
+        return real(self, rollup=rollup, **kwargs)
+
+    monkeypatch.setattr(KlineStore, "refresh_rollup", failing)
+    moving.set(T0 + timedelta(minutes=5))
+    assert not run_job(bybit, store, instance).success  # the candle is back, the 15m rollup is not
+    monkeypatch.setattr(KlineStore, "refresh_rollup", real)
+    moving.set(T0 + timedelta(minutes=10))
+    again = run_job(bybit, store, instance)
+    assert again.success
+    with store.engine().connect() as conn:
+        count = conn.exec_driver_sql("SELECT candle_count FROM price_klines_15m WHERE symbol = 'BTCUSDT' "
+                                     "AND bucket = %(b)s", {"b": late}).scalar()
+    assert count == 3
+    mats, checks = recorded(again)
+    assert ("price_klines_15m", "2025-03-01|BTCUSDT") in mats
+    assert ("price_klines_15m", "exact_and_complete", "2025-03-01|BTCUSDT", True) in checks
+
+
+def test_yesterday_is_recorded_final_after_midnight_even_when_no_candle_came(instance, bybit, store, simulator,
+                                                                           moving):
+    """An exchange outage over midnight: the first tick after it changes nothing, yet yesterday is
+    recorded with its final state (the outage shows, with WARN)."""
+    moving.set(datetime(2025, 3, 1, 23, 32, tzinfo=UTC))
+    run_job(bybit, store, instance)
+    simulator.add_outage("BTCUSDT", to_ms(datetime(2025, 3, 1, 23, 30, tzinfo=UTC)),
+                         to_ms(datetime(2025, 3, 2, 0, 30, tzinfo=UTC)))
+    moving.set(datetime(2025, 3, 2, 0, 5, 15, tzinfo=UTC))
+    result = run_job(bybit, store, instance)
+    mats, checks = recorded(result)
+    assert ("price_klines_5m", "2025-03-01|BTCUSDT") in mats
+    missing = next(e for e in result.get_asset_check_evaluations()
+                   if e.check_name == "no_missing_candles" and e.partition == "2025-03-01|BTCUSDT")
+    assert missing.severity == dg.AssetCheckSeverity.WARN and missing.metadata["exchange_outage"].value == 6
+
+
+def test_workers_are_bounded_by_the_stores_connections():
+    from kline_pipeline.schedules import MAX_WORKERS, LiveRefreshConfig
+
+    assert LiveRefreshConfig(workers=MAX_WORKERS).workers == MAX_WORKERS
+    with pytest.raises(ValueError, match="less than or equal to 4"):
+        LiveRefreshConfig(workers=MAX_WORKERS + 1)

@@ -93,12 +93,45 @@ def test_a_run_still_in_progress_is_judged_when_it_ends(instance):
     assert cursor.waiting == ()
 
 
+def test_a_foreign_cursor_starts_from_the_beginning(instance, bybit, kline_store, simulator, frozen_clock):
+    """The AutomationCondition sensor this one replaced left its own cursor under the same name."""
+    materialize(instance, {"bybit": bybit, "kline_store": kline_store}, [price_klines_5m], "2025-01-01|BTCUSDT",
+                "2025-01-02|BTCUSDT")
+    legacy = "0eJzLSM3JyVcozy/KSQEAGgQEXQ=="  # not ours: base64 of compressed serdes, as Dagster stores
+    result = rollup_refresh_sensor(dg.build_sensor_context(instance=instance, cursor=legacy))
+    assert requested_partitions(result.run_requests) == [("2025-01-01|BTCUSDT", "2025-01-02|BTCUSDT")]
+    assert RollupCursor.parse(result.cursor).after > 0
+
+
+def test_a_run_longer_than_a_page_is_judged_once(instance, monkeypatch):
+    """Raw days of a waiting run beyond the tick's page are judged by a later page, not twice."""
+    import kline_pipeline.sensors as sensors
+
+    run = create_run_for_test(instance, job_name="a_backfill_run", status=dg.DagsterRunStatus.STARTED)
+    for day in range(1, 7):
+        instance.report_dagster_event(dg.DagsterEvent(
+            event_type_value="ASSET_MATERIALIZATION", job_name=run.job_name, message="raw day",
+            event_specific_data=StepMaterializationData(
+                dg.AssetMaterialization(price_klines_5m.key, partition=f"2025-01-0{day}|BTCUSDT"))), run_id=run.run_id)
+    monkeypatch.setattr(sensors, "PAGE", 2)
+    requests, cursor = evaluate_tick(instance, RollupCursor())  # reads 2 of 6, the run is still going
+    assert requests == [] and cursor.waiting == (run.run_id,)
+    instance.handle_run_event(run.run_id, dg.DagsterEvent(
+        event_type_value="PIPELINE_SUCCESS", job_name=run.job_name, message="done"))
+    first, cursor = evaluate_tick(instance, cursor)  # the run's days up to this page's end: 1-4
+    second, cursor = evaluate_tick(instance, cursor)  # the next page: 5-6, not 1-4 again
+    third, cursor = evaluate_tick(instance, cursor)
+    assert requested_partitions(first) == [("2025-01-01|BTCUSDT", "2025-01-04|BTCUSDT")]
+    assert requested_partitions(second) == [("2025-01-05|BTCUSDT", "2025-01-06|BTCUSDT")]
+    assert third == []
+
+
 def test_requests_are_split_into_contiguous_ranges_of_at_most_a_quarter():
     days = [date.fromordinal(date(2024, 1, 1).toordinal() + i) for i in range(200)]  # to 18 July
     stale = {f"{d.isoformat()}|BTCUSDT": frozenset(ROLLUP_KEYS) for d in days if d != date(2024, 1, 10)}
     stale["2024-02-01|ETHUSDT"] = frozenset(ROLLUP_KEYS[:1])
     stale["2024-01-01|btc|usdt"] = frozenset(ROLLUP_KEYS)  # a malformed key added by hand is ignored
-    requests = run_requests(stale, tick_id=7)
+    requests = run_requests(stale, unique=7)
     assert PARTITIONS_PER_RUN == 92
     assert requested_partitions(requests) == [
         ("2024-01-01|BTCUSDT", "2024-01-09|BTCUSDT"), ("2024-01-11|BTCUSDT", "2024-04-11|BTCUSDT"),

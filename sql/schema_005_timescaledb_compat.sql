@@ -32,9 +32,14 @@ BEGIN
         last_end timestamptz := window_end;
     BEGIN
         IF first_start IS NULL OR last_end IS NULL THEN
-            SELECT coalesce(first_start, min(timestamp)), coalesce(last_end, max(timestamp) + interval '5 minutes')
+            -- Per symbol through the primary key (two index probes each), not a scan of the table.
+            SELECT coalesce(first_start, min(b.first_candle)), coalesce(last_end, max(b.last_candle) + interval '5 minutes')
             INTO first_start, last_end
-            FROM price_klines WHERE timeframe = '5m';
+            FROM (SELECT (SELECT min(p.timestamp) FROM price_klines AS p WHERE p.symbol = l.symbol AND p.timeframe = '5m')
+                         AS first_candle,
+                         (SELECT max(p.timestamp) FROM price_klines AS p WHERE p.symbol = l.symbol AND p.timeframe = '5m')
+                         AS last_candle
+                  FROM price_kline_listings AS l) AS b;
             IF first_start IS NULL OR last_end IS NULL OR first_start >= last_end THEN
                 RETURN;  -- no candles in an open-ended window: nothing to refresh
             END IF;

@@ -8,17 +8,15 @@ UTC day.
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from kline_pipeline.gaps import GapReport, GapSpan, gap_report
 from kline_pipeline.ingest import DAY, day_start
-from kline_pipeline.models import CANDLE_MS, from_ms, grid_floor, to_ms
+from kline_pipeline.models import from_ms, grid_floor, to_ms
 from kline_pipeline.partitions import days_by_symbol, split_partition_key
 from kline_pipeline.rollups import Rollup
 from kline_pipeline.store import KlineStore, LiveState
-
-FIVE_MINUTES = timedelta(milliseconds=CANDLE_MS)
 
 
 class Facts:
@@ -82,7 +80,15 @@ class Facts:
 
     def live_state(self, symbol: str) -> LiveState | None:
         """What the last live ticks recorded for `symbol` (None: never refreshed live)."""
-        return self._memo(("live", symbol), lambda: self.store.live_state(symbol))
+        return self._memo(("live", symbol), lambda: self.store.live_states([symbol]).get(symbol))
+
+    def prefetch_latest(self, symbols: Sequence[str]) -> "Facts":
+        """Read the newest candle and live state of many symbols in two queries (freshness of all)."""
+        states = self.store.live_states(symbols)
+        for symbol, newest in self.store.last_candles(symbols).items():
+            self._cache[("last", symbol)] = newest
+            self._cache[("live", symbol)] = states.get(symbol)
+        return self
 
 
 def clip(spans: Iterable[GapSpan], start: datetime, end: datetime) -> tuple[GapSpan, ...]:

@@ -34,9 +34,12 @@ URL_ENV = "DAGSTER_PG_URL"
 
 CONFIG_SCHEMA = {
     "postgres_url": Field(StringSource, is_required=False),
-    "pool_size": Field(IntSource, is_required=False, default_value=2),
-    "max_overflow": Field(IntSource, is_required=False, default_value=8),
+    "pool_size": Field(IntSource, is_required=False, description="connections kept open per process"),
+    "max_overflow": Field(IntSource, is_required=False, description="more, opened for bursts and closed after"),
 }
+MAX_OVERFLOW = 4
+"""Per storage and process. A local `dev` runs ~10 processes (webserver, daemon, code servers, up to
+4 run workers, the API): ~40 connections held, more only in bursts — under PostgreSQL's default 100."""
 
 
 def resolve_storage_url(config_value: Mapping[str, Any]) -> str:
@@ -54,6 +57,7 @@ class _Pooled:
 
     _engine: Any
     postgres_url: str
+    POOL_SIZE = 1
 
     def _use_pool(self, pool_size: int, max_overflow: int) -> None:
         previous = self._engine
@@ -67,6 +71,13 @@ class _Pooled:
         super().dispose()  # type: ignore[misc]
         self._engine.dispose()  # the pooled connections, closed with the instance
 
+    def optimize_for_webserver(self, statement_timeout: int, pool_recycle: int, max_overflow: int) -> None:
+        # dagster-postgres swaps in its own webserver engine (one connection kept, a statement
+        # timeout); close the pool it replaces instead of leaving its connections to the GC.
+        previous = self._engine
+        super().optimize_for_webserver(statement_timeout, pool_recycle, max_overflow)  # type: ignore[misc]
+        previous.dispose()
+
     @classmethod
     def config_type(cls) -> dict[str, Field]:
         return CONFIG_SCHEMA
@@ -74,7 +85,7 @@ class _Pooled:
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]) -> Any:
         storage = cls(postgres_url=resolve_storage_url(config_value), inst_data=inst_data)  # type: ignore[call-arg]
-        storage._use_pool(config_value.get("pool_size", 2), config_value.get("max_overflow", 8))
+        storage._use_pool(config_value.get("pool_size", cls.POOL_SIZE), config_value.get("max_overflow", MAX_OVERFLOW))
         return storage
 
 
@@ -84,6 +95,8 @@ class PooledPostgresRunStorage(_Pooled, PostgresRunStorage):
 
 class PooledPostgresEventLogStorage(_Pooled, PostgresEventLogStorage):
     """dagster-postgres event log storage, pooled (see the module docstring)."""
+
+    POOL_SIZE = 2  # the busiest: a run's events, and the daemon's and webserver's reads
 
 
 class PooledPostgresScheduleStorage(_Pooled, PostgresScheduleStorage):
