@@ -137,9 +137,11 @@ def backfill_ui_url(backfill_id: str, *, base: str | None = None) -> str:
 
 def validate_backfill_id(value: object) -> str:
     """`value` if it can be a backfill id, else RequestError naming field `id`."""
+    allowed = "the backfill_id a launch returned (1-64 letters, digits, _ and -)"
+    if value in (None, ""):
+        raise RequestError("id", f"id is required: {allowed}")
     if not isinstance(value, str) or not BACKFILL_ID.fullmatch(value):
-        raise RequestError("id", f"id {value!r} is not a backfill id: use the backfill_id a launch returned "
-                           "(1-64 letters, digits, _ and -)")
+        raise RequestError("id", f"id {value!r} is not a backfill id: use {allowed}")
     return value
 
 
