@@ -138,5 +138,6 @@ def _cancel(instance: dg.DagsterInstance, backfill_id: str, *, wait: bool) -> in
     except KeyboardInterrupt:
         return _interrupted(backfill_id, f"the cancel stands: the Dagster daemon finishes it (backfill {backfill_id} "
                             "is CANCELING).")
-    print(f"backfill {backfill_id}: {final} after {time.monotonic() - started:.0f} s")
+    print(f"backfill {backfill_id}: {final} after {time.monotonic() - started:.0f} s"
+          + ("" if final == "CANCELED" else "; only the Dagster daemon marks it CANCELED: is it running?"))
     return 0 if final == "CANCELED" else 1
