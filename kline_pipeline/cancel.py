@@ -9,12 +9,14 @@ and looks at the backfill's status only every `DAGSTER_ASSET_BACKFILL_RUN_CHUNK_
 25) runs; while that thread runs, the daemon starts no cancel iteration for the backfill, so
 the CANCELING backfill kept queueing runs and the queue kept launching them.
 
-Two parts fix it:
+Three parts fix it:
 
 - `DAEMON_ENV` (one run per chunk) in the daemon's environment: the submitting thread then stops
   after the run it is creating, and the next loop cancels and terminates. `kline-pipeline dev`
   sets it; the Helm values set it for the daemon pod; README says how for `dagster dev` and
-  `dagster-daemon run`. Measured: UI Cancel to CANCELED in 59 s, no run created after the cancel.
+  `dagster-daemon run`. Measured: UI Cancel to CANCELED in 52-62 s, no run created after it.
+- The raw asset fails, not retries, when its run is terminated (`kline_pipeline.assets`): Dagster
+  turns an interrupt into a retry under a RetryPolicy, and the retry fetched the whole range.
 - `cancel_backfill` (the CLI's `backfill --cancel` and the API's DELETE) marks the backfill
   CANCELING and at once does what the daemon would do a loop later, with the daemon's own
   function: queued runs are canceled, started runs terminated. A terminated run stops where it
