@@ -13,7 +13,8 @@ from datetime import date, datetime, timedelta, timezone
 
 from common import admin_url_default, load_days, throwaway_store
 
-from kline_pipeline.checks import Facts, no_missing_candles, valid_ohlcv
+from kline_pipeline.checks import Facts
+from kline_pipeline.checks.rules import no_missing_candles, valid_ohlcv
 from kline_pipeline.gaps import gap_report
 from kline_pipeline.ingest import day_start
 from kline_pipeline.simulator import BybitSimulator

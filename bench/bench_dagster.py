@@ -97,6 +97,16 @@ query AssetPartitions($assetKey: AssetKeyInput!) {
 """
 
 
+CHECK_STATUS_QUERY = """
+query CheckPartitions($assetKey: AssetKeyInput!, $name: String!) {
+  assetNodeOrError(assetKey: $assetKey) { ... on AssetNode { assetCheckOrError(checkName: $name) { ... on AssetCheck {
+    executionForLatestMaterialization { status }
+    partitionStatuses { ... on AssetCheckMultiPartitionStatuses { ranges { primaryDimStartKey primaryDimEndKey
+      secondaryDim { ... on AssetCheckDefaultPartitionStatuses { succeededPartitions failedPartitions } } } } } } } } }
+}
+"""
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -122,6 +132,8 @@ class DagsterDev:
         self.workspace.write_text("load_from:\n" + "".join(entries))
         self.locations = list(locations)
         self.env = {**os.environ, **env, "DAGSTER_HOME": str(self.home)}
+        # This process reads the same instance (run records, check results): same storage URL.
+        os.environ["DAGSTER_PG_URL"] = self.env["DAGSTER_PG_URL"]
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.logfile = workdir / "dagster_dev.log"
@@ -228,6 +240,16 @@ class DagsterDev:
             __typename ... on PartitionBackfill { status } } }""", {"id": backfill_id})
         return data["partitionBackfillOrError"]["status"]
 
+    def time_check_page(self, asset: str, check: str, repeats: int = 5) -> tuple[float, float]:
+        """(first, median of the rest) seconds of a check's Partitions tab query (`partitionStatuses`)."""
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.gql(CHECK_STATUS_QUERY, {"assetKey": {"path": [asset]}, "name": check})
+            times.append(time.perf_counter() - t0)
+        rest = sorted(times[1:]) or times
+        return times[0], rest[len(rest) // 2]
+
     def time_partition_query(self, asset: str, repeats: int = 5) -> tuple[float, float, dict]:
         """(first, median of the rest) seconds of the asset page's partition-status query."""
         times, stats = [], {}
@@ -287,10 +309,7 @@ def run_backfill(dev: DagsterDev, assets: list[str], symbols: list[str], first: 
     with dg.DagsterInstance.from_config(str(dev.home)) as instance:
         if with_checks:
             check_keys = expected_check_keys(assets)
-            # Freshness is recorded for the latest day only (kline_pipeline/checks.py).
-            today = datetime.now(timezone.utc).date().isoformat()
-            expected = sum(len(partitions) if k.name != "candles_fresh"
-                           else sum(p.startswith(today) for p in partitions) for k in check_keys)
+            expected = len(partitions) * len(check_keys)  # every check records a result on every partition
             done_states = {S.SUCCEEDED, S.FAILED}
             while True:
                 infos = []
@@ -308,6 +327,10 @@ def run_backfill(dev: DagsterDev, assets: list[str], symbols: list[str], first: 
         records = instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
         runs = [r.dagster_run for r in records]
         figures["runs"] = len(runs)
+        # Every event Dagster wrote for the backfill's runs (planned and recorded materializations,
+        # check results, step and run events, log lines): what this layout costs Dagster per partition.
+        figures["events"] = sum(len(instance.get_records_for_run(r.run_id, limit=1_000_000).records) for r in runs)
+        figures["events_per_partition"] = round(figures["events"] / len(partitions), 1)
         run_seconds, steps, timeline = [], {}, []
         for record in records:
             run = record.dagster_run
@@ -340,6 +363,8 @@ def main() -> None:
     parser.add_argument("--skip-one-run", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--timeout", type=float, default=3600, help="per backfill, seconds")
+    parser.add_argument("--ui-symbols", type=int, default=200,
+                        help="after the backfills, register this many symbols in all and time the asset and check pages")
     parser.add_argument("--keep-logs", type=Path, help="copy each session's `dagster dev` log into this directory")
     args = parser.parse_args()
 
@@ -350,8 +375,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kline_bench_dagster_") as tmp, \
             simulator_process(Path(tmp) / "simulator.log", *[a for s in [P1_SYMBOL, ONE_RUN_SYMBOL, *scale_symbols]
                                                           for a in ("--instrument", f"{s}:{LISTED}")]) as sim_url, \
-            throwaway_database(args.admin_url, "dagster") as db_url:
-        env = {"KLINE_DATABASE_URL": db_url, "BYBIT_BASE_URL": sim_url}
+            throwaway_database(args.admin_url, "dagster") as db_url, \
+            throwaway_database(args.admin_url, "storage_a") as storage_a, \
+            throwaway_database(args.admin_url, "storage_b") as storage_b:
+        # Each session's Dagster storage (the template's pooled PostgreSQL storage) in its own database.
+        env = {"KLINE_DATABASE_URL": db_url, "BYBIT_BASE_URL": sim_url, "DAGSTER_PG_URL": storage_a}
         workdir = Path(tmp)
         (workdir / "a").mkdir()
         log("session A: dagster dev with kline_pipeline + floor")
@@ -383,10 +411,21 @@ def main() -> None:
                 log(f"  {result['scale_run']['wall_s']} s")
                 first, median, stats = dev.time_partition_query("price_klines_5m")
                 result["ui_query_scale"] = {"first_s": round(first, 3), "median_s": round(median, 3), "stats": stats}
+            if args.ui_symbols:
+                many = [f"UI{i}USDT" for i in range(args.ui_symbols - 1 - (0 if args.skip_scale else args.scale_symbols))]
+                dev.add_symbols("kline_pipeline", many)
+                log(f"{args.ui_symbols} symbols registered: timing the asset page and a check page")
+                first, median, stats = dev.time_partition_query("price_klines_5m")
+                check_first, check_median = dev.time_check_page("price_klines_5m", "no_missing_candles")
+                result["ui_pages_many_symbols"] = {
+                    "symbols": args.ui_symbols, "partitions_per_asset": stats["numPartitions"],
+                    "asset_page_first_s": round(first, 3), "asset_page_median_s": round(median, 3),
+                    "check_page_first_s": round(check_first, 3), "check_page_median_s": round(check_median, 3)}
         if not args.skip_one_run:
             (workdir / "b").mkdir()
             log("session B: dagster dev with one-run-per-partition definitions")
-            with DagsterDev(workdir / "b", {"kline_pipeline": str(BENCH / "one_run_definitions.py")}, env,
+            with DagsterDev(workdir / "b", {"kline_pipeline": str(BENCH / "one_run_definitions.py")},
+                            {**env, "DAGSTER_PG_URL": storage_b},
                             keep_log=args.keep_logs / "session_b.log" if args.keep_logs else None) as dev:
                 dev.stop_schedule("kline_pipeline", "live_refresh")
                 dev.add_symbols("kline_pipeline", [ONE_RUN_SYMBOL])
@@ -410,7 +449,15 @@ def main() -> None:
         ("ours / bare floor", result["ours_over_bare"], "for information"),
         ("checks with a result / expected", f"{ours['checks_with_result']}/{ours['checks_expected']}", ""),
         ("asset page partition query at P1 size (ms, median)", round(result["ui_query_p1"]["median_s"] * 1000), ""),
+        ("Dagster events per (day, symbol): ours / floor", f"{ours['events_per_partition']} / "
+         f"{floor['events_per_partition']}", f"bare {bare['events_per_partition']}"),
     ]
+    if "ui_pages_many_symbols" in result:
+        ui = result["ui_pages_many_symbols"]
+        rows += [(f"{ui['symbols']} symbols: asset page partition query (ms, median; first)",
+                  round(ui["asset_page_median_s"] * 1000), f"first {ui['asset_page_first_s'] * 1000:.0f}; target <= 1000"),
+                 (f"{ui['symbols']} symbols: check Partitions tab query (ms, median; first)",
+                  round(ui["check_page_median_s"] * 1000), f"first {ui['check_page_first_s'] * 1000:.0f}; target <= 1000")]
     if "one_run" in result:
         one = result["one_run"]
         extrapolated = one["wall_s"] * args.days / args.one_run_days

@@ -1,17 +1,15 @@
 """The Dagster floors for bench_dagster.py: our asset graph's shape with no work in it.
 
 Two no-op copies of our graph, with the same partitions definition (`kline_partitions`,
-dynamic dimension "symbols"), backfill policy (`multi_run(31)`), pool and executor:
+dynamic dimension "symbols"), backfill policy (`multi_run(PARTITIONS_PER_RUN)`), pool and executor:
 
 - `floor_*`: the seven assets AND the same per-partition checks as ours (three on the raw
   asset, one per rollup), each recording a passing result for every partition of its run
-  through `evaluate_partitions`, exactly as our checks do, but without reading anything.
-  This is "the same backfill" as ours with no work in it: what Dagster itself costs for the
-  layout, including the per-partition check results issue #4 asks for
-  (one event write each). Ours minus this is our code.
+  through `record_partition_results`, exactly as our checks do (pointing at the partition's
+  materialization), but without reading anything. This is "the same backfill" as ours with no
+  work in it: what Dagster itself costs for the layout, including the per-partition check
+  results (one event write each). Ours minus this is our code.
 - `bare_*`: the seven assets only, no checks: what the layout costs without check results.
-  (Freshness, which ours records only for today's partition, is left out of both: a
-  historical year records no per-partition freshness results.)
 
 Keys are prefixed so this code location can sit next to the real one in the same workspace.
 """
@@ -19,12 +17,13 @@ Keys are prefixed so this code location can sit next to the real one in the same
 import dagster as dg
 
 from kline_pipeline.assets import PARTITIONS_PER_RUN
-from kline_pipeline.checks import Outcome, evaluate_partitions
+from kline_pipeline.checks import Outcome
+from kline_pipeline.checks.specs import record_partition_results
 from kline_pipeline.partitions import kline_partitions
 from kline_pipeline.rollups import ROLLUPS
 
 POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN)
-RAW_CHECKS = ("no_missing_candles", "valid_ohlcv", "continuous_with_previous_day")
+RAW_CHECKS = ("no_missing_candles", "valid_ohlcv", "candles_fresh")
 ROLLUP_CHECK = "exact_and_complete"
 
 
@@ -55,7 +54,7 @@ def _graph(prefix: str, *, with_checks: bool) -> tuple[list[dg.AssetsDefinition]
     def checks(name: str, specs: list[dg.AssetCheckSpec]) -> dg.AssetChecksDefinition:
         @dg.multi_asset_check(specs=specs, can_subset=True, name=f"{prefix}_{name}")
         def _checks(context: dg.AssetCheckExecutionContext):
-            yield from evaluate_partitions(context, None, {s.key: _passed for s in specs})
+            yield from record_partition_results(context, None, {s.key: _passed for s in specs})
 
         return _checks
 

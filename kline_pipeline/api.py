@@ -5,6 +5,7 @@
     GET    /api/backfill?type=gaps&symbol=…&start=…&end=…   -> the gap report (`kline-pipeline gaps --json`)
     GET    /api/backfill?type=status&id=…                   -> a backfill's status and per-partition progress
     DELETE /api/backfill?id=…               -> 202, the backfill canceled (`kline-pipeline backfill --cancel`)
+    GET    /api/health                      -> `kline-pipeline doctor --json` (200 healthy, else 503)
 
 Served by `kline-pipeline serve-api` (and by `kline-pipeline dev` on port 3000). It talks to the
 Dagster instance directly (DAGSTER_HOME, resolved like every `kline-pipeline` command), not to
@@ -229,8 +230,16 @@ def create_app(
     async def delete_backfill(request: Request) -> JSONResponse:
         return await run_in_threadpool(cancel, dict(request.query_params))
 
+    async def get_health(request: Request) -> JSONResponse:
+        """`kline-pipeline doctor --json`: 200 when healthy, 503 with problems or when it cannot tell."""
+        from kline_pipeline.health import check_health
+
+        report = await run_in_threadpool(lambda: check_health(dagster_instance, kline_store, now=utcnow()))
+        return JSONResponse(report.to_json(), status_code=200 if report.exit_code == 0 else 503)
+
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # 404, 405 as JSON too
-        return _error(exc.status_code, f"{exc.detail}: the API has POST, GET and DELETE /api/backfill only")
+        return _error(exc.status_code, f"{exc.detail}: the API has POST, GET and DELETE /api/backfill and "
+                      "GET /api/health only")
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         # A bug, not the caller's fault: say so without a traceback (the server log has it), and
@@ -242,7 +251,8 @@ def create_app(
     return Starlette(
         routes=[Route("/api/backfill", post_backfill, methods=["POST"]),
                 Route("/api/backfill", get_backfill, methods=["GET"]),
-                Route("/api/backfill", delete_backfill, methods=["DELETE"])],
+                Route("/api/backfill", delete_backfill, methods=["DELETE"]),
+                Route("/api/health", get_health, methods=["GET"])],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
 

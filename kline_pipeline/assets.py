@@ -5,7 +5,7 @@ import dagster as dg
 from kline_pipeline import clock
 from kline_pipeline.bybit import BybitClient, BybitIpBanError, BybitRejectedError, InvalidCandleError
 from kline_pipeline.ingest import ingest_partitions
-from kline_pipeline.partitions import kline_partitions
+from kline_pipeline.partitions import kline_partitions, partition_key
 from kline_pipeline.store import KlineStore
 
 PARTITIONS_PER_RUN = 92
@@ -33,6 +33,9 @@ def price_klines_5m(context: dg.AssetExecutionContext, bybit: BybitClient, kline
     no longer has), so re-running any partition leaves exactly the exchange's candles: no
     duplicates, corrected values, and never a half-written day. Days before the listing are
     materialised empty without a request; the still-open candle is never stored.
+
+    Each partition's materialization shows that day's own figures (rows, changes, first/last
+    candle, its share of the requests, why it is empty) beside the run's totals (`run_*`).
     """
     faults_before = bybit.retried_faults()
     try:
@@ -52,4 +55,7 @@ def price_klines_5m(context: dg.AssetExecutionContext, bybit: BybitClient, kline
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     finally:
         bybit.log_retried_faults(context.log, since=faults_before)  # the step's exchange faults, if any
-    return dg.MaterializeResult(metadata=report.metadata())
+    run = report.run_metadata()
+    for day in report.days:
+        context.add_asset_metadata({**day.metadata(), **run}, partition_key=partition_key(day.day, day.symbol))
+    return dg.MaterializeResult()

@@ -65,7 +65,9 @@ def _launch(args: argparse.Namespace, instance: dg.DagsterInstance) -> int:
         message = str(exc).removeprefix(f"{exc.field}: ")  # name the option once, as typed
         return _fail(f"--{exc.field}: {message}; nothing was launched")
     except (ValueError, BybitError) as exc:
-        return _fail(f"{exc}; nothing was launched")
+        from kline_pipeline.cli import _offline_hint
+
+        return _fail(f"{exc}; nothing was launched{_offline_hint(exc)}")
     keys = launched.partition_keys
     print(f"launched backfill {launched.backfill_id}: {len(keys)} partitions ({keys[0]} .. {keys[-1]}) "
           f"x {len(launched.asset_keys)} assets" + (f"; added symbol {symbol}" if launched.added_symbol else ""))

@@ -7,31 +7,16 @@ import shlex
 import sys
 import traceback
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from kline_pipeline.home import PROJECT_ROOT
 
 
 def _default_dagster_home() -> Path:
-    """DAGSTER_HOME if set, else `.dagster_home/` in the current directory (created on use).
+    """The one DAGSTER_HOME of every command (see kline_pipeline/home.py), prepared and exported."""
+    from kline_pipeline.home import prepare_dagster_home
 
-    The packaged LOCAL instance template (kline_pipeline/instance/local.yaml: SQLite storage,
-    the same run queue and pool limits as production) is written there if the directory has no
-    dagster.yaml, so every command (not only `dev`) sees the same instance configuration. The
-    top-level dagster.yaml is the production config (PostgreSQL from env vars) and is never
-    copied implicitly: it would fail without DAGSTER_PG_URL. Read through importlib.resources so
-    an installed wheel finds the template as well as an editable checkout.
-    """
-    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").expanduser().resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        template = resources.files("kline_pipeline.instance").joinpath("local.yaml")
-        config.write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
-        print(f"wrote {config} from the local instance template (kline_pipeline/instance/local.yaml)", file=sys.stderr)
-    return home
+    return prepare_dagster_home()
 
 
 def _instance():
@@ -39,71 +24,6 @@ def _instance():
 
     _default_dagster_home()
     return dg.DagsterInstance.get()
-
-
-def cmd_dev(args: argparse.Namespace) -> int:
-    import signal
-    import subprocess
-
-    home = _default_dagster_home()
-    # Create (or migrate) the instance's SQLite storage once, here: the API and dagster dev start
-    # at the same moment, and two processes creating a fresh DAGSTER_HOME's tables at once race
-    # in alembic ("more than one head"), which left a newcomer's first `dev` without a UI.
-    _instance().dispose()
-    received: list[int] = []
-
-    def interrupt(signum: int, frame: object) -> None:
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    # Handlers (not SIG_IGN) also mean the children start with default dispositions, even when
-    # this command was started in the background of a script (where SIGINT is ignored).
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    api = dagster = None
-    try:
-        if not args.no_api:
-            # The old API keeps its port (3000) for existing scripts. A child process, stopped
-            # in `finally` however dagster dev ends.
-            api = subprocess.Popen([sys.executable, "-m", "kline_pipeline.cli", "serve-api",
-                                    "--host", args.host, "--port", str(args.api_port)])
-        api_text = "off" if api is None else f"http://{args.host}:{args.api_port}/api/backfill"
-        print(f"DAGSTER_HOME={home}; Dagster UI on http://{args.host}:{args.port}; old API {api_text}", flush=True)
-        workspace = PROJECT_ROOT / "workspace.yaml"
-        cmd = ["dagster", "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
-        # The daemon must look at a backfill's status after every run it queues, or a canceled
-        # backfill keeps queueing runs for minutes (kline_pipeline/cancel.py); a user's own value wins.
-        from kline_pipeline.cancel import DAEMON_ENV
-
-        dagster = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**DAEMON_ENV, **os.environ})
-        return dagster.wait()
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        # Ctrl-C in a terminal reaches the children too: give them time to shut down by
-        # themselves; a SIGTERM (or SIGINT) sent to this process alone is passed on at once.
-        grace = 0.0 if not received or received[-1] == signal.SIGTERM else 30.0
-        for child in (dagster, api):
-            _stop_child(child, grace=grace)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _stop_child(child, *, grace: float) -> None:
-    import subprocess
-
-    if child is None or child.poll() is not None:
-        return
-    try:
-        child.wait(timeout=grace)
-        return
-    except subprocess.TimeoutExpired:
-        pass
-    child.terminate()  # dagster dev treats SIGTERM like Ctrl-C; uvicorn shuts down cleanly
-    try:
-        child.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
 
 
 def _fail(message: str) -> int:
@@ -141,10 +61,22 @@ def cmd_symbols(args: argparse.Namespace) -> int:
     try:
         added = add_symbols(instance, BybitClient(), args.symbols)
     except (ValueError, BybitError) as exc:
-        return _fail(f"{exc}; nothing was added")
+        return _fail(f"{exc}; nothing was added{_offline_hint(exc)}")
     known = sorted(set(args.symbols) - set(added))
     print(f"added: {', '.join(added) or 'none'}" + (f"; already present: {', '.join(known)}" if known else ""))
     return 0
+
+
+def _offline_hint(exc: Exception) -> str:
+    """Where Bybit cannot be reached at all: say that the offline simulator exists."""
+    from kline_pipeline.bybit import BybitUnavailableError
+
+    if not isinstance(exc, BybitUnavailableError) or "connection error" not in str(exc):
+        return ""
+    where = os.environ.get("BYBIT_BASE_URL") or "https://api.bybit.com"
+    return (f"\nhint: {where} could not be reached. Without internet, serve the bundled exchange simulator "
+            "and point the pipeline at it:\n  kline-pipeline simulate-exchange --port 8765 &\n"
+            "  export BYBIT_BASE_URL=http://127.0.0.1:8765\n(README: Offline mode)")
 
 
 def cmd_gaps(args: argparse.Namespace) -> int:
@@ -168,6 +100,12 @@ def cmd_gaps(args: argparse.Namespace) -> int:
         report = gap_report(KlineStore(), symbol=symbol, start=start, end=end, now=clock.utcnow())
     except (ValueError, ConnectionError) as exc:  # KLINE_DATABASE_URL wrong or unreachable
         return _fail(str(exc))
+    if not report.present and not _is_added(args.symbol):
+        # Reported as "all missing" before: true, but the cause is that nothing fetches it.
+        print(f"error: {args.symbol} is not added, so nothing fetches or stores its candles: add it with "
+              f"`kline-pipeline symbols add {args.symbol}` and backfill the range (`kline-pipeline symbols list` "
+              "shows the added ones)", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -177,6 +115,12 @@ def cmd_gaps(args: argparse.Namespace) -> int:
             print(f"  {span.start:%Y-%m-%d %H:%M} .. {span.end:%Y-%m-%d %H:%M}  {span.candles:>6} candles  {span.cause}")
         print("totals: " + ", ".join(f"{cause} {report.totals[cause]}" for cause in CAUSES))
     return 1 if report.missing else 0
+
+
+def _is_added(symbol: str) -> bool:
+    from kline_pipeline.symbols import list_symbols
+
+    return symbol in list_symbols(_instance())
 
 
 def cmd_serve_api(args: argparse.Namespace) -> int:
@@ -215,23 +159,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_db(args: argparse.Namespace) -> int:
-    from kline_pipeline.embedded import default_pgdata, stop_embedded
-    from kline_pipeline.store import KlineStore, redact_url
-
-    _default_dagster_home()
-    if args.action == "url":
-        try:
-            print(redact_url(KlineStore().resolved_url()))
-        except ValueError as exc:  # KLINE_DATABASE_URL malformed: say why, never echo it
-            return _fail(f"KLINE_DATABASE_URL: {exc}")
-    else:
-        stopped = stop_embedded()
-        print(f"embedded PostgreSQL in {default_pgdata()}: {'stopped' if stopped else 'was not running'}")
-    return 0
-
-
-def _port(text: str) -> int:
+def port_number(text: str) -> int:
     """argparse type: a TCP port 1-65535 (a bad one is a usage error, exit 2)."""
     try:
         value = int(text)
@@ -273,29 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact Bybit 5-minute candles in PostgreSQL, orchestrated by Dagster.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    from kline_pipeline.cli_local import add_local_commands
 
-    dev = sub.add_parser(
-        "dev", help="run the Dagster UI, the daemon and the old API locally",
-        description="Start `dagster dev` on this project (the UI on --port, default 3001, and the "
-        "daemon that executes backfills) plus the old HTTP API (`serve-api`) on --api-port, "
-        "default 3000, where scripts of the old system expect it. DAGSTER_HOME defaults to "
-        "./.dagster_home (the local instance template is written there on first use); the candle "
-        "store is the embedded PostgreSQL unless KLINE_DATABASE_URL is set. The daemon gets "
-        "DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE=1 (unless set), so a canceled backfill stops "
-        "queueing runs at once. Ctrl-C stops all of it.",
-    )
-    dev.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    dev.add_argument("--port", type=_port, default=3001, help="port of the Dagster UI (default 3001)")
-    dev.add_argument("--api-port", type=_port, default=3000, help="port of the old API (default 3000)")
-    dev.add_argument("--no-api", action="store_true", help="do not start the old API")
-    dev.set_defaults(func=cmd_dev)
+    add_local_commands(sub)  # dev, doctor, db
 
     symbols = sub.add_parser(
         "symbols", help="add, list or remove symbol partitions",
         description="Symbols are the second partition dimension. `add` checks each symbol against "
         "Bybit's instruments-info (BYBIT_BASE_URL / BYBIT_CATEGORY) before adding any of them. "
-        "`list` warns (on stderr) about partitions that are not valid symbols, which the UI's "
-        '"add partition" accepts; `remove` takes any of them away.',
+        "Without internet, `kline-pipeline simulate-exchange` serves an offline exchange "
+        "(BYBIT_BASE_URL=http://127.0.0.1:8765). `list` warns (on stderr) about partitions that are "
+        'not valid symbols, which the UI\'s "add partition" accepts; `remove` takes any of them away.',
     )
     actions = symbols.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add symbols, e.g. `kline-pipeline symbols add BTCUSDT ETHUSDT`")
@@ -304,13 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     remove = actions.add_parser(
         "remove", help="remove a symbol partition (with --purge also its stored data)",
         description="Remove SYMBOL's partition from the Dagster instance (any text: also partitions "
-        "that are not valid symbols). Its candles, rollups, outages and listing stay in the database "
+        "that are not valid symbols). Its candles, rollups, outages, listing and live state stay in the database "
         "unless --purge deletes them (one transaction). Refused while a run or backfill still works "
         "on the symbol. Exit status: 0 removed, 2 refused (nothing changed).",
     )
     remove.add_argument("symbol", metavar="SYMBOL", help="the partition to remove, exactly as listed")
     remove.add_argument("--purge", action="store_true", help="also delete the symbol's rows from "
-                        "price_klines, the six rollup tables, price_kline_gaps and price_kline_listings")
+                        "price_klines, the six rollup tables, price_kline_gaps, price_kline_listings and price_kline_live_state")
     symbols.set_defaults(func=cmd_symbols)
 
     gaps = sub.add_parser(
@@ -319,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         "classified as missing (never fetched or lost), exchange_outage (the exchange had none), "
         "not_listed (before the listing) or not_yet_closed. Exit status: 0 when nothing is "
         "missing, 1 when candles are missing, 2 on bad arguments (also a malformed or unreachable "
-        "KLINE_DATABASE_URL), 3 on an unexpected error.",
+        "KLINE_DATABASE_URL) or a symbol never added (nothing stored), 3 on an unexpected error.",
     )
     _add_range_arguments(gaps)
     gaps.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -332,14 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
         "a repeated request for a still-running backfill, or one with a used Idempotency-Key "
         'header, gets 200 and that backfill unless the body has "force": true); '
         "GET /api/backfill?type=gaps&symbol=&start=&end= returns the gap report; "
-        "GET /api/backfill?type=status&id= a backfill's progress; DELETE /api/backfill?id= cancels "
-        "it. Bad input gets a 400 JSON "
+        "GET /api/backfill?type=status&id= a backfill's progress; DELETE /api/backfill?id= cancels it; "
+        "GET /api/health the doctor's report (200 healthy, else 503). Bad input gets a 400 JSON "
         '{"error", "field"} and launches nothing. Backfills execute only while the Dagster daemon '
         "runs (kline-pipeline dev starts it together with this API). Environment: KLINE_UI_URL "
-        "(UI links, default http://127.0.0.1:3001), KLINE_API_MAX_DAYS (longest range, default 3660).",
+        "(UI links; default: the running kline-pipeline dev's UI, else http://127.0.0.1:3001), "
+        "KLINE_API_MAX_DAYS (longest range, default 3660).",
     )
     api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    api.add_argument("--port", type=_port, default=3000, help="port (default 3000, the old API's)")
+    api.add_argument("--port", type=port_number, default=3000, help="port (default 3000, the old API's)")
     api.set_defaults(func=cmd_serve_api)
 
     backfill = sub.add_parser(
@@ -371,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         "deterministic candles. Point the pipeline at it with BYBIT_BASE_URL=http://HOST:PORT.",
     )
     sim.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    sim.add_argument("--port", type=_port, default=8765, help="port (default 8765)")
+    sim.add_argument("--port", type=port_number, default=8765, help="port (default 8765)")
     sim.add_argument("--instrument", action="append", default=[], metavar="SYMBOL:LISTED",
                      help="list a symbol from a UTC date/time, e.g. NEWUSDT:2025-01-15 (repeatable; "
                      "default BTCUSDT, ETHUSDT, SOLUSDT)")
@@ -382,9 +299,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="faults to cycle through: 10006,10000,10016,429,502,403,badjson,truncated,slow:SECONDS")
     sim.set_defaults(func=cmd_simulate)
 
-    db = sub.add_parser("db", help="the candle database: show its URL or stop the embedded server")
-    db.add_argument("action", choices=["url", "stop"], help="url: print it (password hidden); stop: stop the embedded server")
-    db.set_defaults(func=cmd_db)
     return parser
 
 
@@ -392,7 +306,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Exit status 2 is bad input (argparse's too); an error nobody foresaw is
     3, not Python's 1, because 1 has a meaning (`gaps`: candles missing; `backfill --wait`:
     failed). Its traceback is printed with credentials redacted."""
-    args = build_parser().parse_args(argv)
+    _quiet_and_link()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["db", "psql"]:
+        # Everything after goes to psql as typed: argparse would claim options like -c for itself.
+        args = build_parser().parse_args(argv[:2])
+        args.psql_args = argv[2:]
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -403,6 +324,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(redact_url(traceback.format_exc()), file=sys.stderr, end="")
         print("error: unexpected failure (above); nothing more was done", file=sys.stderr)
         return 3
+
+
+def _quiet_and_link() -> None:
+    """Dagster's beta/preview warnings off in this process and its children (KLINE_QUIET_WARNINGS=0
+    keeps them); and the links this command prints point at the UI of the `kline-pipeline dev`
+    running on this DAGSTER_HOME, on whatever port, unless KLINE_UI_URL is set."""
+    from kline_pipeline.home import resolve_dagster_home, running_dev
+    from kline_pipeline.quiet import QUIET_ENV, quiet_warnings
+
+    if os.environ.setdefault(QUIET_ENV, "1") == "1":
+        quiet_warnings()
+    dev = running_dev(resolve_dagster_home().path)
+    if dev and dev.get("ui_url") and not os.environ.get("KLINE_UI_URL"):
+        os.environ["KLINE_UI_URL"] = dev["ui_url"]
 
 
 if __name__ == "__main__":

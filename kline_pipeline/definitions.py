@@ -6,6 +6,7 @@ from kline_pipeline import crash
 from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.checks import raw_checks, rollup_checks
+from kline_pipeline.freshness import candles_fresh_sensor
 from kline_pipeline.rollups import rollup_assets
 from kline_pipeline.schedules import live_refresh, live_refresh_job
 from kline_pipeline.sensors import rollup_refresh_sensor
@@ -20,7 +21,7 @@ crash.install()
 defs = dg.Definitions(
     assets=[price_klines_5m, *rollup_assets],
     asset_checks=[raw_checks, rollup_checks],
-    sensors=[rollup_refresh_sensor],
+    sensors=[rollup_refresh_sensor, candles_fresh_sensor],
     schedules=[live_refresh],
     jobs=[live_refresh_job],
     resources={"bybit": BybitClient(), "kline_store": KlineStore()},

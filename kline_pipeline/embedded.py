@@ -49,23 +49,24 @@ def _server(pgdata: Path):
     return pgserver.get_server(pgdata, cleanup_mode=None)
 
 
-def embedded_database_url(pgdata: Path | None = None) -> str:
-    """Start (or reuse) the embedded server and return a psycopg2 URL of its `kline` database."""
+def embedded_database_url(pgdata: Path | None = None, *, database: str = DATABASE_NAME) -> str:
+    """Start (or reuse) the embedded server and return a psycopg2 URL of `database` on it (created
+    if missing): `kline` holds the candles, `dagster` Dagster's own storage (instance/storage.py)."""
     server = _server(pgdata or default_pgdata())
     admin_dsn = server.get_uri("postgres")
     conn = psycopg2.connect(admin_dsn)
     try:
         conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
         with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,))
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
             if cur.fetchone() is None:
                 try:
-                    cur.execute(f'CREATE DATABASE "{DATABASE_NAME}"')  # constant identifier, not input
+                    cur.execute(f'CREATE DATABASE "{database}"')  # one of our two constant names, not input
                 except (pg_errors.DuplicateDatabase, pg_errors.UniqueViolation):
                     pass  # another process created it between our check and our CREATE
     finally:
         conn.close()
-    return server.get_uri(DATABASE_NAME).replace("postgresql://", "postgresql+psycopg2://", 1)
+    return server.get_uri(database).replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
 def stop_embedded(pgdata: Path | None = None) -> bool:

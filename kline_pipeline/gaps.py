@@ -8,7 +8,7 @@ exchange outage (`exchange_outage`); the rest is `missing` (never fetched, or lo
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from kline_pipeline.models import CANDLE_MS, from_ms, grid_ceil, grid_floor, to_ms
 from kline_pipeline.partitions import validate_symbol
@@ -146,3 +146,13 @@ def gap_report(store: KlineStore, *, symbol: str, start: datetime, end: datetime
     ]
     return GapReport(symbol=symbol, start=lo, end=hi, listing=launch, listing_known=listing_known,
                      present=present, spans=tuple(spans))
+
+
+def missing_days(report: GapReport) -> list[date]:
+    """The UTC days of the report that hold a `missing` span (what a backfill of them would fill)."""
+    days: set[date] = set()
+    for span in report.spans:
+        if span.cause == MISSING:
+            last = (span.end - timedelta(microseconds=1)).date()
+            days.update(span.start.date() + timedelta(days=i) for i in range((last - span.start.date()).days + 1))
+    return sorted(days)

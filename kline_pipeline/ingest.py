@@ -4,6 +4,7 @@ The asset is a thin wrapper around `ingest_partitions`; the benchmark calls the 
 """
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
@@ -23,9 +24,39 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=timezone.utc)
 
 
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else "none"
+
+
+@dataclass(frozen=True)
+class DayReport:
+    """What one ingest did to one (symbol, day): the metadata of that partition's materialization."""
+
+    symbol: str
+    day: date
+    rows: int = 0
+    changed: int = 0
+    deleted: int = 0
+    requests: float = 0.0
+    """This day's share of the requests: each 1000-candle window counts for the fraction of its slots in the day."""
+    first_candle: datetime | None = None
+    last_candle: datetime | None = None
+    empty_reason: str | None = None
+
+    def metadata(self) -> dict[str, object]:
+        meta: dict[str, object] = {
+            "rows": self.rows, "rows_changed": self.changed, "rows_deleted": self.deleted,
+            "requests": round(self.requests, 3),
+            "first_candle": _iso(self.first_candle), "last_candle": _iso(self.last_candle),
+        }
+        if self.empty_reason:
+            meta["empty_reason"] = self.empty_reason
+        return meta
+
+
 @dataclass(frozen=True)
 class IngestReport:
-    """What one ingest did, summed over symbols; becomes the asset's metadata."""
+    """What one ingest did, summed over symbols, with each day's own figures in `days`."""
 
     partitions: int = 0
     days_written: int = 0
@@ -39,6 +70,7 @@ class IngestReport:
     last_candle: datetime | None = None
     first_changed: datetime | None = None
     listings: dict[str, str] = field(default_factory=dict)
+    days: tuple[DayReport, ...] = ()
 
     def __add__(self, other: "IngestReport") -> "IngestReport":
         firsts = [t for t in (self.first_candle, other.first_candle) if t]
@@ -57,27 +89,22 @@ class IngestReport:
             last_candle=max(lasts) if lasts else None,
             first_changed=min(changes) if changes else None,
             listings={**self.listings, **other.listings},
+            days=self.days + other.days,
         )
 
-    def metadata(self) -> dict[str, object]:
+    def run_metadata(self) -> dict[str, object]:
+        """Figures of the whole run, shown beside each day's own (prefixed `run_`)."""
         return {
-            "partitions": self.partitions,
-            "rows": self.candles,
-            "rows_changed": self.changed,
-            "rows_deleted": self.deleted,
-            "requests": self.requests,
-            "first_candle": self.first_candle.isoformat() if self.first_candle else "none",
-            "last_candle": self.last_candle.isoformat() if self.last_candle else "none",
-            "days_written": self.days_written,
-            "days_empty_before_listing": self.days_before_listing,
-            "days_in_future": self.days_in_future,
+            "run_partitions": self.partitions,
+            "run_rows": self.candles,
+            "run_requests": self.requests,
             "listing_times": ", ".join(f"{s}: {t}" for s, t in sorted(self.listings.items())) or "none",
         }
 
 
 def _write(
     writer: DayWriter, symbol: str, start: datetime, end: datetime, candles: list[Candle], *, listed_ms: int,
-    closed_until_ms: int, now: datetime,
+    closed_until_ms: int, now: datetime, requests: float,
 ) -> IngestReport:
     """Write the candles of [start, end) (within one day), of which only the closed part was fetched."""
     # Stale rows and outages are judged inside the fetched, closed, listed span only.
@@ -86,15 +113,32 @@ def _write(
     result = writer.write_day(
         symbol=symbol, start=start, end=end, candles=candles, fetched_start=fetched_start, seen=now
     )
+    first, last = (candles[0].start, candles[-1].start) if candles else (None, None)
+    day = DayReport(symbol=symbol, day=start.date(), rows=result.candles, changed=result.changed,
+                    deleted=result.deleted, requests=requests, first_candle=first, last_candle=last)
     return IngestReport(
         days_written=1,
         candles=result.candles,
         changed=result.changed,
         deleted=result.deleted,
-        first_candle=candles[0].start if candles else None,
-        last_candle=candles[-1].start if candles else None,
+        first_candle=first,
+        last_candle=last,
         first_changed=result.first_changed,
+        days=(day,),
     )
+
+
+def _slots_by_day(first_ms: int, last_ms: int) -> dict[date, int]:
+    """Candle slots of the window [first_ms, last_ms] (inclusive, on the grid) per UTC day."""
+    slots: dict[date, int] = defaultdict(int)
+    day_ms = int(DAY.total_seconds() * 1000)
+    ms = first_ms
+    while ms <= last_ms:
+        day_end = (ms // day_ms + 1) * day_ms
+        upto = min(last_ms + CANDLE_MS, day_end)
+        slots[from_ms(ms).date()] += (upto - ms) // CANDLE_MS
+        ms = upto
+    return slots
 
 
 def sweep(
@@ -113,16 +157,20 @@ def sweep(
         for i in range((last_day - first_day).days + 1)
     }
     pending: dict[date, list[Candle]] = {day: [] for day in bounds}
+    shares: dict[date, float] = defaultdict(float)
     fetch_from = max(start, from_ms(listed_ms))
     windows = bybit.iter_kline_windows(symbol=symbol, start=fetch_from, end=end, now=now)
     for window in prefetched(windows):
         for candle in window.candles:
             pending[candle.start.date()].append(candle)
+        slots = _slots_by_day(window.start_ms, window.end_ms)
+        for day, n in slots.items():
+            shares[day] += n / sum(slots.values())
         covered_until = window.end_ms + CANDLE_MS
         for day in [d for d in pending if to_ms(bounds[d][1]) <= covered_until]:
-            report = report + _write(writer, symbol, *bounds[day], pending.pop(day), **where)
+            report = report + _write(writer, symbol, *bounds[day], pending.pop(day), requests=shares[day], **where)
     for day in sorted(pending):  # the partial last day, and days with no candles at all
-        report = report + _write(writer, symbol, *bounds[day], pending.pop(day), **where)
+        report = report + _write(writer, symbol, *bounds[day], pending.pop(day), requests=shares[day], **where)
     return report
 
 
@@ -148,9 +196,10 @@ def ingest_days(
     live_days: list[date] = []
     for day in days:
         if listing is None or day_start(day) + DAY <= listing:
-            report = report + IngestReport(days_before_listing=1)
+            reason = f"before the listing ({_iso(listing)})" if listing else "the exchange has no candle for it yet"
+            report = report + IngestReport(days_before_listing=1, days=(DayReport(symbol, day, empty_reason=reason),))
         elif day_start(day) >= now:
-            report = report + IngestReport(days_in_future=1)
+            report = report + IngestReport(days_in_future=1, days=(DayReport(symbol, day, empty_reason="in the future"),))
         else:
             live_days.append(day)
 

@@ -1,9 +1,12 @@
 """Live refresh: keep the latest candles and every rollup's lookback window current.
 
-One tick, per symbol: fetch from the last stored candle (after downtime, all the way back to
-it) or at least the refetch window (default: the longest lookback, so late candles inside it
-are picked up), write day by day, then refresh each rollup from the earlier of its lookback
-and the first candle that changed. Usually one exchange request per symbol.
+One tick, per symbol: re-fetch a bounded window (default: the longest lookback, so late candles
+inside it are picked up), write it day by day, then refresh each rollup from the earlier of its
+lookback and the first candle that changed. One exchange request per symbol in steady state.
+
+The window is the tick's whole reach: older holes (after downtime longer than the window) are
+never fetched silently here — the gap report and `no_missing_candles` show them, and
+`kline-pipeline backfill --missing` launches the backfill that fills them.
 """
 
 from dataclasses import dataclass
@@ -11,7 +14,7 @@ from datetime import date, datetime, timedelta
 
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.ingest import IngestReport, sweep
-from kline_pipeline.models import CANDLE_MS, from_ms, grid_floor, to_ms
+from kline_pipeline.models import from_ms, grid_floor, to_ms
 from kline_pipeline.partitions import validate_symbol
 from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline.store import KlineStore, RollupSummary
@@ -44,25 +47,16 @@ class SymbolTick:
     rollups: dict[str, tuple[datetime, datetime, RollupSummary]]
 
     @property
-    def raw_days(self) -> list[date]:
-        """Today's partition, and every earlier day in which a candle changed."""
-        latest = self.closed_until - timedelta(microseconds=1)
-        return _days(min(self.ingest.first_changed or latest, latest), latest)
-
-    def rollup_days(self, table: str) -> list[date]:
-        start, end, _ = self.rollups[table]
-        return _days(start, end - timedelta(microseconds=1))
-
-
-def _days(first: datetime, last: datetime) -> list[date]:
-    return [first.date() + timedelta(days=i) for i in range((last.date() - first.date()).days + 1)]
+    def changed_days(self) -> list[date]:
+        """Days in which a candle was inserted, updated or deleted by this tick."""
+        return sorted({d.day for d in self.ingest.days if d.changed or d.deleted})
 
 
 def refresh_symbol(
     *, bybit: BybitClient, store: KlineStore, symbol: str, now: datetime, lookbacks: dict[str, int],
     refetch: timedelta,
 ) -> SymbolTick:
-    """One tick for one symbol: fetch, write, refresh the rollups' lookback windows."""
+    """One tick for one symbol: fetch the window, write it, refresh the rollups' lookback windows."""
     validate_symbol(symbol)
     requests_before = bybit.requests_made
     listing = store.listing(symbol)
@@ -70,10 +64,7 @@ def refresh_symbol(
         listing = bybit.get_instrument(symbol=symbol)
         store.record_listing(listing, checked_at=now)
     closed_until = from_ms(grid_floor(to_ms(now)))
-    last = store.last_candle(symbol)
     fetched_from = closed_until - refetch
-    if last is not None:
-        fetched_from = min(fetched_from, last + timedelta(milliseconds=CANDLE_MS))  # catch up after downtime
     listed_ms = grid_floor(to_ms(listing.launch_time)) if listing.launch_time else to_ms(closed_until)
     with store.day_writer() as writer:
         report = sweep(writer, bybit, symbol=symbol, start=fetched_from, end=closed_until, now=now, listed_ms=listed_ms)

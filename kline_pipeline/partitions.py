@@ -34,6 +34,11 @@ def validate_symbol(symbol: str) -> str:
     return symbol
 
 
+def valid_symbols(symbols: Iterable[str]) -> list[str]:
+    """The symbols that pass `validate_symbol`; a key added by hand in the UI (e.g. `btcusdt`) may not."""
+    return [s for s in symbols if isinstance(s, str) and SYMBOL_PATTERN.fullmatch(s)]
+
+
 def split_partition_key(key: str) -> tuple[date, str]:
     """`"2025-01-01|BTCUSDT"` -> (date(2025, 1, 1), "BTCUSDT"), validating both parts."""
     day_text, sep, symbol = key.partition("|")

@@ -1,21 +1,47 @@
-"""The live_refresh schedule: every candle close, one run refreshes all symbols."""
+"""The live_refresh schedule: at every candle close, one run refreshes all symbols.
+
+Symbols are refreshed in parallel (`workers` threads, each with its own Bybit session; the
+process-wide rate limit and the `bybit_api` pool bound the requests), and one symbol's failure
+never stops the others: it is recorded, shows in its candles_fresh result, and fails the run at
+the end so the run list shows it.
+
+What a tick records in Dagster follows what changed, not the number of symbols (every record is
+an event write): a day's raw and rollup materializations and their check results when a candle
+of that day changed and the day is either earlier than today (finalised at midnight, or a late
+correction) or today's first write; candles_fresh on today's partition when its outcome changes
+(`freshness.py`). A quiet tick of 200 symbols records nothing but changes.
+"""
 
 import time
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timedelta
 
 import dagster as dg
+from dagster._core.events import DagsterEventType
 from pydantic import Field
 
 from kline_pipeline import clock
+from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.bybit import BybitClient
-from kline_pipeline.checks import RAW_CHECK_KEYS, ROLLUP_CHECK_KEYS, Facts, check_evaluation
-from kline_pipeline.live import DEFAULT_LOOKBACK_MINUTES, refresh_symbol, validate_lookbacks
-from kline_pipeline.partitions import partition_key, symbols_partitions
-from kline_pipeline.store import KlineStore
+from kline_pipeline.checks import (
+    FRESHNESS_CHECK_KEY,
+    RAW_CHECK_KEYS,
+    ROLLUP_CHECK_KEYS,
+    Facts,
+    evaluate,
+    evaluation_events,
+)
+from kline_pipeline.freshness import report_freshness
+from kline_pipeline.live import DEFAULT_LOOKBACK_MINUTES, SymbolTick, refresh_symbol, validate_lookbacks
+from kline_pipeline.partitions import partition_key, symbols_partitions, valid_symbols
+from kline_pipeline.rollups import ROLLUPS
+from kline_pipeline.store import KlineStore, RollupDay
 
 SCHEDULED_TIME_TAG = "dagster/scheduled_execution_time"
 ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                    dg.DagsterRunStatus.STARTED]
+FULL_COUNT = {rollup.table: rollup.full_count for rollup in ROLLUPS}
 
 
 class LiveRefreshConfig(dg.Config):
@@ -25,60 +51,124 @@ class LiveRefreshConfig(dg.Config):
         description="per rollup timeframe: how far back each tick recomputes buckets",
     )
     refetch_minutes: int | None = Field(
-        default=None, description="re-fetch at least this far back each tick (default: the longest lookback)")
+        default=None, description="re-fetch this far back each tick (default: the longest lookback); older holes "
+        "are left to a backfill (`kline-pipeline backfill --missing`)")
+    workers: int = Field(default=4, ge=1, le=16, description="symbols refreshed at once (threads)")
 
 
-@dg.op(pool="bybit_api", tags={"kind": "live"})
-def refresh_latest_candles(
-    context: dg.OpExecutionContext, config: LiveRefreshConfig, bybit: BybitClient, kline_store: KlineStore
-) -> None:
-    """Fetch the newly closed candles of every symbol, refresh the rollups' lookbacks, and record
-    it as materialisations and check results of the touched partitions (today's, and earlier
-    days while they are inside a window), so the UI stays current without one run per symbol."""
+def _refresh_all(config: LiveRefreshConfig, bybit: BybitClient, store: KlineStore, symbols: Sequence[str],
+                 now: datetime) -> tuple[dict[str, SymbolTick], dict[str, str]]:
+    """Refresh every symbol in parallel; (ticks, errors) by symbol."""
     lookbacks = validate_lookbacks(config.lookback_minutes)
     refetch = timedelta(minutes=config.refetch_minutes or max(lookbacks.values()))
+
+    def one(symbol: str) -> tuple[str, SymbolTick | None, str | None]:
+        client = BybitClient(**bybit.model_dump())  # its own HTTP session; the rate limit is process-wide
+        try:
+            tick = refresh_symbol(bybit=client, store=store, symbol=symbol, now=now, lookbacks=lookbacks,
+                                  refetch=refetch)
+        except Exception as exc:  # one bad symbol must not stop the others
+            error = f"{type(exc).__name__}: {exc}"
+            store.record_live_tick(symbol=symbol, at=now, error=error)
+            return symbol, None, error
+        store.record_live_tick(symbol=symbol, at=now)
+        return symbol, tick, None
+
+    ticks, errors = {}, {}
+    with ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="live") as pool:
+        for symbol, tick, error in pool.map(one, symbols):
+            if tick is not None:
+                ticks[symbol] = tick
+            else:
+                errors[symbol] = str(error)
+    return ticks, errors
+
+
+def _days_to_record(context: dg.OpExecutionContext, ticks: dict[str, SymbolTick], today: date) -> dict[str, list[date]]:
+    """Per symbol, the changed days worth a materialization: earlier days (finalised or corrected),
+    and today only while its partition has none yet (one indexed query for all symbols)."""
+    todays = {partition_key(today, symbol) for symbol in ticks}
+    materialized = context.instance.event_log_storage.get_latest_storage_id_by_partition(
+        price_klines_5m.key, DagsterEventType.ASSET_MATERIALIZATION, partitions=todays) if todays else {}
+    return {symbol: [d for d in tick.changed_days if d < today or partition_key(d, symbol) not in materialized]
+            for symbol, tick in ticks.items()}
+
+
+def _record(context: dg.OpExecutionContext, store: KlineStore, tick: SymbolTick, days: list[date], now: datetime) -> None:
+    """Materializations of `days` (raw, then each rollup) and every check result on them."""
+    keys = [partition_key(day, tick.symbol) for day in days]
+    ingest_days = {d.day: d for d in tick.ingest.days}
+    for day, key in zip(days, keys, strict=True):
+        context.log_event(dg.AssetMaterialization(price_klines_5m.key, partition=key, metadata={
+            **ingest_days[day].metadata(), "mode": "live refresh", "as_of": tick.closed_until.isoformat()}))
+    # Rollups after the raw days: the rollup sensor then sees them as already refreshed.
+    for table, (start, end, summary) in tick.rollups.items():
+        stored = {d.day: d for d in summary.days}
+        for day, key in zip(days, keys, strict=True):
+            figures = stored.get(day, RollupDay(day, 0, 0, None))
+            context.log_event(dg.AssetMaterialization(table, partition=key, metadata={
+                **figures.metadata(FULL_COUNT[table]), "mode": "live refresh",
+                "window": f"{start.isoformat()} .. {end.isoformat()}"}))
+    check_keys = RAW_CHECK_KEYS + [k for keys_ in ROLLUP_CHECK_KEYS.values() for k in keys_]
+    outcomes = evaluate(check_keys, keys, Facts(store, keys, now))
+    # Today's candles_fresh is recorded by report_freshness, which also remembers what it recorded.
+    outcomes[FRESHNESS_CHECK_KEY].pop(partition_key(now.date(), tick.symbol), None)
+    for event in evaluation_events(context.instance, outcomes):
+        context.log_event(event)
+
+
+@dg.op(pool="bybit_api", tags={"kind": "live"}, out=dg.Out(dict, description="error by failed symbol"))
+def refresh_latest_candles(
+    context: dg.OpExecutionContext, config: LiveRefreshConfig, bybit: BybitClient, kline_store: KlineStore
+) -> dict[str, str]:
+    """Fetch the newly closed candles of every symbol, refresh the rollups' lookbacks, and record
+    in Dagster what changed (see the module docstring). Returns the symbols that failed; the next
+    step fails the run with them (raising here would discard the results this step recorded)."""
     scheduled = context.run.tags.get(SCHEDULED_TIME_TAG)
     if scheduled:  # fire a little after the close: Bybit needs a moment to close the candle
         wait = (datetime.fromisoformat(scheduled) + timedelta(seconds=config.delay_seconds) - clock.utcnow()).total_seconds()
         if wait > 0:
             time.sleep(wait)
     now = clock.utcnow()
-    failures: dict[str, str] = {}
-    for symbol in context.instance.get_dynamic_partitions(symbols_partitions.name):
-        try:
-            tick = refresh_symbol(bybit=bybit, store=kline_store, symbol=symbol, now=now, lookbacks=lookbacks,
-                                  refetch=refetch)
-        except Exception as exc:  # one bad symbol must not stop the others; the run still fails below
-            failures[symbol] = f"{type(exc).__name__}: {exc}"
-            context.log.error(f"{symbol}: {failures[symbol]}")
-            continue
-        raw_keys = [partition_key(day, symbol) for day in tick.raw_days]
-        rollup_keys = {table: [partition_key(day, symbol) for day in tick.rollup_days(table)] for table in tick.rollups}
-        facts = Facts(kline_store, raw_keys + [k for keys in rollup_keys.values() for k in keys], now)
-        for key in raw_keys:
-            context.log_event(dg.AssetMaterialization("price_klines_5m", partition=key, metadata={
-                **tick.ingest.metadata(), "mode": "live refresh"}))
-        # Rollups after the raw asset: the automation sensor then sees them as already refreshed.
-        for table, (start, end, summary) in tick.rollups.items():
-            for key in rollup_keys[table]:
-                context.log_event(dg.AssetMaterialization(table, partition=key, metadata={
-                    "buckets": summary.buckets, "partial_buckets": summary.partial_buckets,
-                    "last_bucket": summary.last_bucket.isoformat() if summary.last_bucket else "none",
-                    "window": f"{start.isoformat()} .. {end.isoformat()}", "mode": "live refresh"}))
-                for check_key in ROLLUP_CHECK_KEYS[table]:
-                    context.log_event(check_evaluation(check_key, key, facts))
-        for key in raw_keys:
-            for check_key in RAW_CHECK_KEYS:
-                context.log_event(check_evaluation(check_key, key, facts))
-        context.log.info(f"{symbol}: {tick.ingest.requests} requests, {tick.ingest.changed} candles changed, "
-                         f"newest {tick.ingest.last_candle}")
-    if failures:
-        raise dg.Failure(description=f"live refresh failed for {len(failures)} symbol(s)", metadata=failures)
+    registered = list(context.instance.get_dynamic_partitions(symbols_partitions.name))
+    symbols = valid_symbols(registered)
+    errors = {s: "not a valid Bybit symbol (2-30 characters of A-Z and 0-9); remove it with "
+              "`kline-pipeline symbols remove`" for s in registered if s not in symbols}
+    started = time.perf_counter()
+    ticks, failed = _refresh_all(config, bybit, kline_store, symbols, now)
+    errors.update(failed)
+    fetched = time.perf_counter()
+    recorded_days = _days_to_record(context, ticks, now.date())
+    for symbol, days in recorded_days.items():
+        if days:
+            _record(context, kline_store, ticks[symbol], days, now)
+    # Today's candles_fresh: recorded on a change, and wherever today was just (re)materialized.
+    rematerialized = [s for s, days in recorded_days.items() if now.date() in days]
+    fresh = report_freshness(context.instance, kline_store, symbols, now, context.log_event, always=rematerialized)
+    for symbol in sorted(errors):
+        context.log.error(f"{symbol}: {errors[symbol]}")
+    context.log.info(
+        f"{len(ticks)} of {len(registered)} symbols refreshed in {fetched - started:.1f} s "
+        f"({sum(t.ingest.requests for t in ticks.values())} requests, "
+        f"{sum(t.ingest.changed for t in ticks.values())} candles changed); "
+        f"{sum(map(len, recorded_days.values()))} day partitions recorded, freshness changed for {len(fresh)}")
+    kline_store.record_job_run(lookbacks=validate_lookbacks(config.lookback_minutes), started_at=now,
+                               succeeded=not errors)  # what timescaledb_information.job_stats reports
+    return {symbol: errors[symbol] for symbol in sorted(errors)}
+
+
+@dg.op
+def fail_for_failed_symbols(context: dg.OpExecutionContext, errors: dict[str, str]) -> None:
+    """Fail the run when any symbol failed, naming them (the others were refreshed and recorded)."""
+    if errors:
+        registered = len(context.instance.get_dynamic_partitions(symbols_partitions.name))
+        raise dg.Failure(description=f"live refresh failed for {len(errors)} of {registered} symbol(s): "
+                         f"{', '.join(list(errors)[:20])}", metadata=dict(list(errors.items())[:50]))
 
 
 @dg.job(description="One live tick for all symbols (run by the live_refresh schedule).")
 def live_refresh_job() -> None:
-    refresh_latest_candles()
+    fail_for_failed_symbols(refresh_latest_candles())
 
 
 @dg.schedule(

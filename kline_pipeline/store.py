@@ -4,10 +4,10 @@ import io
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote
 
@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
+from kline_pipeline import clock
 from kline_pipeline.models import Candle, Instrument
 from kline_pipeline.sqlfiles import schema_files, sql_text
 
@@ -101,12 +102,52 @@ class DayWrite:
 
 
 @dataclass(frozen=True, slots=True)
-class RollupSummary:
-    """A rollup over a window's span: what the asset reports."""
+class RollupDay:
+    """One UTC day of a refreshed rollup: what that day partition's materialization reports."""
 
+    day: date
     buckets: int
     partial_buckets: int
     last_bucket: datetime | None
+
+    def metadata(self, full_count: int) -> dict[str, object]:
+        return {"buckets": self.buckets, "partial_buckets": self.partial_buckets, "full_bucket_candles": full_count,
+                "last_bucket": self.last_bucket.isoformat() if self.last_bucket else "none"}
+
+
+@dataclass(frozen=True, slots=True)
+class RollupSummary:
+    """A rollup over a window's span, per day and in total."""
+
+    days: tuple[RollupDay, ...]
+
+    @property
+    def buckets(self) -> int:
+        return sum(d.buckets for d in self.days)
+
+    @property
+    def partial_buckets(self) -> int:
+        return sum(d.partial_buckets for d in self.days)
+
+    @property
+    def last_bucket(self) -> datetime | None:
+        return max((d.last_bucket for d in self.days if d.last_bucket), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What the live refresh recorded for one symbol (see sql/schema_006_live_state.sql)."""
+
+    symbol: str
+    last_tick_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    reported_state: str | None
+
+    @property
+    def failing(self) -> bool:
+        """The symbol's latest tick failed (its error is newer than its last success)."""
+        return self.last_error_at is not None and (self.last_tick_at is None or self.last_error_at > self.last_tick_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +288,23 @@ class KlineStore(dg.ConfigurableResource):
         rows = self.query("listing.sql", {"symbol": symbol})
         return Instrument(symbol=rows[0][0], category=rows[0][1], status="", launch_time=rows[0][2]) if rows else None
 
+    def live_states(self, symbols: Sequence[str]) -> dict[str, LiveState]:
+        """The live state of each of `symbols` that the live refresh has seen."""
+        return {row[0]: LiveState(*row) for row in self.query("live_states.sql", {"symbols": list(symbols)})}
+
+    def live_state(self, symbol: str) -> LiveState | None:
+        return self.live_states([symbol]).get(symbol)
+
+    def record_live_tick(self, *, symbol: str, at: datetime, error: str | None = None) -> None:
+        """Remember that a live tick refreshed `symbol` at `at`, or failed with `error`."""
+        self.execute("record_live_tick.sql", {"symbol": symbol, "at": at, "error": error})
+
+    def claim_fresh_report(self, *, symbol: str, state: str, at: datetime) -> bool:
+        """True if `state` differs from the candles_fresh outcome last recorded for `symbol` (now recorded)."""
+        with self.engine().begin() as conn:
+            rows = conn.exec_driver_sql(sql_text("claim_fresh_report.sql"), {"symbol": symbol, "state": state, "at": at})
+            return rows.first() is not None
+
     def last_candle(self, symbol: str) -> datetime | None:
         """Start of the newest stored 5m candle of `symbol`."""
         return self.query("last_candle.sql", {"symbol": symbol})[0][0]
@@ -262,7 +320,7 @@ class KlineStore(dg.ConfigurableResource):
             return [tuple(r) for r in conn.exec_driver_sql(sql_text(sql_file), params)]
 
     def purge_symbol(self, symbol: str) -> dict[str, int]:
-        """Delete every row of `symbol` (candles, rollups, outages, listing) in one transaction;
+        """Delete every row of `symbol` (candles, rollups, outages, listing, live state) in one transaction;
         rows deleted per table. Repeating it deletes nothing more."""
         with self.engine().begin() as conn:
             return {table: count for table, count in conn.exec_driver_sql(sql_text("purge_symbol.sql"), {"symbol": symbol})}
@@ -275,9 +333,32 @@ class KlineStore(dg.ConfigurableResource):
     def refresh_rollup(self, *, rollup: str, symbol: str, start: datetime, end: datetime) -> RollupSummary:
         """Recompute `rollup` (a table name, e.g. price_klines_1h) for `symbol` over [start, end).
 
-        Runs `refresh_price_klines` (one transaction), then summarises the refreshed buckets.
+        Runs `refresh_price_klines` (one transaction), then summarises the refreshed buckets per day.
         """
         params = {"rollup": rollup, "symbol": symbol, "start": start, "end": end}
         self.execute("refresh_rollup.sql", params)
-        buckets, partial, last = self.query("rollup_summary.sql", params)[0]
-        return RollupSummary(buckets=buckets, partial_buckets=partial, last_bucket=last)
+        return RollupSummary(days=tuple(RollupDay(*row) for row in self.query("rollup_summary.sql", params)))
+
+    def record_job_run(
+        self, *, started_at: datetime | float, succeeded: bool, lookbacks: Mapping[str, int] | None = None,
+        rollups: Sequence[str] | None = None,
+    ) -> None:
+        """Record one run of the refresh job of rollups, finished now: what the TimescaleDB-style
+        views `timescaledb_information.jobs` / `job_stats` report (sql/schema_005_timescaledb_compat.sql).
+
+        A live tick passes `lookbacks` (timeframe -> minutes it recomputed back, e.g. {"15m": 30}:
+        every rollup, and the lookback becomes the rollup's refresh policy); a rollup asset passes
+        `rollups` (its timeframe). `started_at` is an aware datetime or POSIX seconds (Dagster's
+        run record `start_time`). Writes one row per rollup in price_kline_job_stats (counters,
+        so the table stays small); each call counts one more run, so call it once per run.
+        """
+        if (lookbacks is None) == (rollups is None):
+            raise ValueError("record_job_run needs either lookbacks (a live tick) or rollups (a rollup refresh)")
+        if not isinstance(started_at, datetime):
+            started_at = datetime.fromtimestamp(started_at, timezone.utc)
+        runs = ({t: timedelta(minutes=m) for t, m in lookbacks.items()} if lookbacks is not None
+                else dict.fromkeys(rollups or [], None))
+        self.execute("record_job_run.sql", {
+            "timeframes": list(runs), "lookbacks": list(runs.values()), "live": lookbacks is not None,
+            "started_at": started_at, "finished_at": clock.utcnow(), "succeeded": succeeded,
+        })

@@ -45,12 +45,13 @@ def _admin_url(tmp_root: Path) -> str:
 
 
 @contextmanager
-def throwaway_database(admin_url: str, prefix: str) -> Iterator[str]:
-    """URL of a new database on the server of `admin_url`, dropped (with its engines) afterwards."""
+def throwaway_database(admin_url: str, prefix: str, *, template: str | None = None) -> Iterator[str]:
+    """URL of a new database on the server of `admin_url` (a copy of database `template` if given),
+    dropped (with its engines) afterwards."""
     name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
         yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
@@ -62,9 +63,37 @@ def throwaway_database(admin_url: str, prefix: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a fresh database, dropped at the end of the session."""
-    with throwaway_database(_admin_url(tmp_path_factory.mktemp("pg")), "kline_test") as url:
+def admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The test PostgreSQL server's admin database (the local server, else an embedded one)."""
+    return _admin_url(tmp_path_factory.mktemp("pg"))
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_url: str) -> Iterator[str]:
+    """URL of a fresh candle database, dropped at the end of the session."""
+    with throwaway_database(admin_url, "kline_test") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def dagster_storage_template(admin_url: str) -> Iterator[str]:
+    """Name of a database holding Dagster's empty storage schema, made once per session."""
+    from dagster_postgres.event_log import PostgresEventLogStorage
+    from dagster_postgres.run_storage import PostgresRunStorage
+    from dagster_postgres.schedule_storage import PostgresScheduleStorage
+
+    with throwaway_database(admin_url, "dagster_template") as url:
+        for storage_class in (PostgresRunStorage, PostgresEventLogStorage, PostgresScheduleStorage):
+            storage_class(url)  # creates the tables; dagster-postgres holds no connection afterwards
+        yield sa.make_url(url).database
+
+
+@pytest.fixture
+def dagster_storage(admin_url: str, dagster_storage_template: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh Dagster storage database for a test that makes its own DAGSTER_HOME from the local
+    template: DAGSTER_PG_URL points the template's pooled PostgreSQL storage at it."""
+    with throwaway_database(admin_url, "dagster_test", template=dagster_storage_template) as url:
+        monkeypatch.setenv("DAGSTER_PG_URL", url)
         yield url
 
 

@@ -137,3 +137,64 @@ def graphql(base: str, query: str, variables: dict | None = None) -> dict:
     if body.get("errors"):
         pytest.fail(f"GraphQL errors: {body['errors']}")
     return body["data"]
+
+
+# What the UI sends: the same GraphQL mutations and queries, for tests that act as a user would.
+LAUNCH_BACKFILL = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
+  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+  ... on PartitionBackfill { status runs(limit: 50) { runId status } } } }"""
+ADD_SYMBOL = """mutation($loc: String!, $key: String!) { addDynamicPartition(repositorySelector:
+  {repositoryLocationName: $loc, repositoryName: "__repository__"}, partitionsDefName: "symbols",
+  partitionKey: $key) { __typename } }"""
+LAUNCH_RUN = """mutation($loc: String!, $job: String!) { launchRun(executionParams: {selector:
+  {repositoryLocationName: $loc, repositoryName: "__repository__", jobName: $job}, runConfigData: {}}) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+RUN_STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+LOCATION = "kline_pipeline"
+
+
+def wait_until(predicate, timeout: float, what: str):
+    """Poll `predicate` until it returns something truthy (returned), failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def add_symbol(base: str, symbol: str) -> None:
+    assert graphql(base, ADD_SYMBOL, {"loc": LOCATION, "key": symbol})["addDynamicPartition"]["__typename"] in (
+        "AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError")
+
+
+def launch_backfill(base: str, assets: list[str], first: str, last: str) -> str:
+    """A partition backfill of `assets` over [first, last] (keys like 2025-01-01|BTCUSDT), as the UI launches it."""
+    data = graphql(base, LAUNCH_BACKFILL, {"p": {"partitionsByAssets": [
+        {"assetKey": {"path": [asset]}, "partitions": {"ranges": [{"start": first, "end": last}]}} for asset in assets]}})
+    assert data["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", data
+    return data["launchPartitionBackfill"]["backfillId"]
+
+
+def backfill_status(base: str, backfill_id: str) -> dict:
+    return graphql(base, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+
+
+def wait_for_backfill(base: str, backfill_id: str, timeout: float = 300) -> str:
+    """Wait until the backfill has ended; its final status."""
+    done = ("COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED", "COMPLETED")
+    return wait_until(lambda: (s := backfill_status(base, backfill_id)["status"]) in done and s, timeout,
+                      f"backfill {backfill_id} to end")
+
+
+def run_job(base: str, job: str, timeout: float = 300) -> tuple[str, str]:
+    """Launch a run of `job` like the UI's Launch button and wait for it to end: (run id, status)."""
+    data = graphql(base, LAUNCH_RUN, {"loc": LOCATION, "job": job})["launchRun"]
+    assert data["__typename"] == "LaunchRunSuccess", data
+    run_id = data["run"]["runId"]
+    ended = ("SUCCESS", "FAILURE", "CANCELED")
+    status = wait_until(lambda: (s := graphql(base, RUN_STATUS, {"id": run_id})["runOrError"]["status"]) in ended and s,
+                        timeout, f"run {run_id} of {job} to end")
+    return run_id, status

@@ -266,9 +266,10 @@ def test_dev_runs_the_api_beside_dagster_and_stops_it(dagster_env, tmp_path, mon
     fake.write_text(FAKE_DAGSTER.format(python=sys.executable, api_port=api_port, record=str(record)))
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
-    assert main(["dev", "--api-port", str(api_port)]) == 0
+    ui_port = free_port()  # dev refuses a port in use (3001 may be another dev's)
+    assert main(["dev", "--port", str(ui_port), "--api-port", str(api_port)]) == 0
     seen = json.loads(record.read_text())
-    assert seen["argv"][:2] == ["dev", "-w"] and seen["argv"][-4:] == ["-h", "127.0.0.1", "-p", "3001"]
+    assert seen["argv"][:2] == ["dev", "-w"] and seen["argv"][-4:] == ["-h", "127.0.0.1", "-p", str(ui_port)]
     assert seen["api"] == {"status": 404, "body": {"error": "no backfill with id 'nosuchid'", "field": "id"}}
     assert f"old API http://127.0.0.1:{api_port}/api/backfill" in capsys.readouterr().out
     with pytest.raises(OSError):  # the API child was stopped with dagster dev

@@ -32,11 +32,11 @@ def run(instance, bybit, kline_store, *, key: str | None = None, first: str | No
     )
 
 
-def metadata(result: dg.ExecuteInProcessResult) -> dict:
-    """The run's metadata (a range run records the same summary on each of its partitions)."""
+def metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    """Each partition's materialization metadata, by partition key (one materialization each)."""
     mats = result.asset_materializations_for_node("price_klines_5m")
     assert len({m.partition for m in mats}) == len(mats) >= 1
-    return {k: v.value for k, v in mats[0].metadata.items()}
+    return {m.partition: {k: v.value for k, v in m.metadata.items()} for m in mats}
 
 
 def summary(kline_store, symbol: str, start: datetime, days: int):
@@ -54,8 +54,9 @@ def test_definitions_load_with_the_raw_asset_and_both_resources():
 
 def test_one_partition(instance, bybit, kline_store, simulator, frozen_clock):
     result = run(instance, bybit, kline_store, key="2025-01-01|BTCUSDT")
-    meta = metadata(result)
-    assert meta["rows"] == 288 and meta["requests"] == 2  # instruments-info + one kline window
+    meta = metadata(result)["2025-01-01|BTCUSDT"]
+    assert meta["rows"] == 288 and meta["requests"] == 1.0  # the day's share of the kline windows: all of one
+    assert meta["run_requests"] == 2  # instruments-info + one kline window
     assert meta["first_candle"] == "2025-01-01T00:00:00+00:00"
     assert meta["last_candle"] == "2025-01-01T23:55:00+00:00"
     assert summary(kline_store, "BTCUSDT", JAN1, 1).rows == 288
@@ -65,8 +66,17 @@ def test_one_partition(instance, bybit, kline_store, simulator, frozen_clock):
 def test_january_2025_is_8928_exact_candles_in_one_run(instance, bybit, kline_store, simulator, frozen_clock):
     result = run(instance, bybit, kline_store, first="2025-01-01|BTCUSDT", last="2025-01-31|BTCUSDT")
     meta = metadata(result)
-    assert meta["partitions"] == 31 and meta["rows"] == 8928
-    assert meta["requests"] == 1 + 9  # 8928 candles in windows of 1000
+    # Each day shows its own figures; the run's totals are beside them, named run_*.
+    assert sorted(meta) == [f"2025-01-{d:02d}|BTCUSDT" for d in range(1, 32)]
+    assert {m["rows"] for m in meta.values()} == {288}
+    assert meta["2025-01-07|BTCUSDT"]["first_candle"] == "2025-01-07T00:00:00+00:00"
+    assert meta["2025-01-07|BTCUSDT"]["last_candle"] == "2025-01-07T23:55:00+00:00"
+    first = meta["2025-01-01|BTCUSDT"]
+    assert first["run_partitions"] == 31 and first["run_rows"] == 8928
+    assert first["run_requests"] == 1 + 9  # 8928 candles in windows of 1000
+    # The request shares of the days add up to the 9 kline windows (each rounded to 0.001).
+    assert first["requests"] == round(288 / 1000, 3)
+    assert abs(sum(m["requests"] for m in meta.values()) - 9) < 0.02
     got = summary(kline_store, "BTCUSDT", JAN1, 31)
     assert got.rows == 8928
     # Every stored value is the exchange's: compare with the simulator's own candles.
@@ -85,7 +95,9 @@ def test_a_40_day_range_and_rerun_idempotency(instance, bybit, kline_store, simu
     again = metadata(run(instance, bybit, kline_store, first="2025-01-01|BTCUSDT", last="2025-02-09|BTCUSDT"))
     after = summary(kline_store, "BTCUSDT", JAN1, 40)
     assert after == before
-    assert again["rows_changed"] == 0 and again["rows_deleted"] == 0 and again["rows"] == 40 * 288
+    assert len(again) == 40
+    assert {(m["rows"], m["rows_changed"], m["rows_deleted"], m["run_rows"]) for m in again.values()} == {
+        (288, 0, 0, 40 * 288)}
 
 
 def test_a_second_symbol_is_stored_beside_the_first(instance, bybit, kline_store, simulator, frozen_clock):
@@ -98,16 +110,20 @@ def test_a_second_symbol_is_stored_beside_the_first(instance, bybit, kline_store
 
 def test_days_before_listing_are_empty_without_requests(instance, bybit, kline_store, simulator, frozen_clock):
     meta = metadata(run(instance, bybit, kline_store, first="2025-01-10|NEWUSDT", last="2025-01-16|NEWUSDT"))
-    assert meta["days_empty_before_listing"] == 5  # Jan 10-14; Jan 15 is the listing day
-    assert meta["rows"] == 16 * 12 + 288
-    assert meta["first_candle"] == "2025-01-15T08:00:00+00:00"
+    for day in range(10, 15):  # Jan 15 is the listing day
+        assert meta[f"2025-01-{day}|NEWUSDT"]["rows"] == 0
+        assert meta[f"2025-01-{day}|NEWUSDT"]["requests"] == 0
+        assert meta[f"2025-01-{day}|NEWUSDT"]["empty_reason"] == "before the listing (2025-01-15T08:00:00+00:00)"
+    listing_day = meta["2025-01-15|NEWUSDT"]
+    assert listing_day["rows"] == 16 * 12 and listing_day["first_candle"] == "2025-01-15T08:00:00+00:00"
+    assert "empty_reason" not in listing_day and meta["2025-01-16|NEWUSDT"]["rows"] == 288
     kline = simulator.kline_requests()
     assert len(kline) == 1 and int(kline[0].params["start"]) == to_ms(datetime(2025, 1, 15, 8, 0, tzinfo=UTC))
-    assert meta["requests"] == 2
+    assert listing_day["run_requests"] == 2 and listing_day["run_rows"] == 16 * 12 + 288
 
 
 def test_today_stores_only_closed_candles(instance, bybit, kline_store, simulator, frozen_clock):
-    meta = metadata(run(instance, bybit, kline_store, key="2025-03-01|BTCUSDT"))  # NOW is 12:02:30
+    meta = metadata(run(instance, bybit, kline_store, key="2025-03-01|BTCUSDT"))["2025-03-01|BTCUSDT"]  # NOW 12:02:30
     assert meta["rows"] == 144 and meta["last_candle"] == "2025-03-01T11:55:00+00:00"
 
 

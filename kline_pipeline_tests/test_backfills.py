@@ -46,7 +46,8 @@ def utc(text: str) -> datetime:
 
 
 @pytest.fixture
-def dagster_env(tmp_path, monkeypatch, kline_store, database_url, simulator, frozen_clock) -> Iterator[dg.DagsterInstance]:
+def dagster_env(tmp_path, monkeypatch, kline_store, database_url, dagster_storage, simulator,
+                frozen_clock) -> Iterator[dg.DagsterInstance]:
     """A fresh DAGSTER_HOME (local template) wired to the test database and the simulator."""
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.setenv("KLINE_DATABASE_URL", database_url)

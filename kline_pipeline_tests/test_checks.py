@@ -1,4 +1,4 @@
-"""Asset checks per partition: raw completeness, validity, continuity, and the rollups."""
+"""Asset checks per partition: raw completeness, validity, freshness and the rollups, each result current."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -55,7 +55,7 @@ def outcome(evaluation) -> str:
 def test_a_complete_day_passes_every_check(instance, bybit, store, simulator, frozen_clock):
     run(instance, bybit, store, key="2025-01-01|BTCUSDT")
     got = results(run(instance, bybit, store, key="2025-01-02|BTCUSDT"))
-    assert len(got) == 4 + 6
+    assert len(got) == 3 + 6
     assert {k: outcome(e) for k, e in got.items() if not e.passed} == {}
     meta = got[("price_klines_5m", "no_missing_candles", "2025-01-02|BTCUSDT")].metadata
     assert meta["expected"].value == 288 and meta["present"].value == 288 and meta["missing"].value == 0
@@ -86,7 +86,9 @@ def test_rows_deleted_by_hand_fail_with_error_when_the_checks_run_again(instance
     key = "2025-01-02|BTCUSDT"
     missing = got[("price_klines_5m", "no_missing_candles", key)]
     assert outcome(missing) == "failed ERROR" and missing.metadata["missing"].value == 6
-    assert outcome(got[("price_klines_5m", "continuous_with_previous_day", key)]) == "failed ERROR"
+    # The deleted 23:55 candle is the previous day's: its own no_missing_candles reports it.
+    previous = results(run(instance, bybit, store, key="2025-01-01|BTCUSDT", selection=checks_only))
+    assert previous[("price_klines_5m", "no_missing_candles", "2025-01-01|BTCUSDT")].metadata["missing"].value == 1
     # The rollups were not refreshed after the deletion: a stale bucket, and a short one nothing explains.
     exact = got[("price_klines_1h", "exact_and_complete", key)]
     assert outcome(exact) == "failed ERROR" and exact.metadata["mismatched_buckets"].value == 1
@@ -101,7 +103,6 @@ def test_rows_deleted_by_hand_fail_with_error_when_the_checks_run_again(instance
 def test_pre_listing_and_todays_partial_day_pass(instance, bybit, store, simulator, frozen_clock):
     got = results(run(instance, bybit, store, key="2025-01-10|NEWUSDT"))
     assert outcome(got[("price_klines_5m", "no_missing_candles", "2025-01-10|NEWUSDT")]) == "passed"
-    assert outcome(got[("price_klines_5m", "continuous_with_previous_day", "2025-01-10|NEWUSDT")]) == "passed"
     run(instance, bybit, store, key="2025-02-28|BTCUSDT")
     today = results(run(instance, bybit, store, key="2025-03-01|BTCUSDT"))  # NOW is 12:02:30
     check = today[("price_klines_5m", "no_missing_candles", "2025-03-01|BTCUSDT")]
@@ -160,7 +161,6 @@ def test_one_shared_read_for_many_days_gives_each_day_its_own_outcome(instance, 
                 if k.asset_key.path[-1] in ("price_klines_5m", "price_klines_4h")}
     assert outcomes[("no_missing_candles", "2025-02-25|BTCUSDT")].metadata["missing"] == 4
     assert outcomes[("no_missing_candles", "2025-02-26|BTCUSDT")].metadata["missing"] == 4
-    assert outcomes[("continuous_with_previous_day", "2025-02-26|BTCUSDT")].severity == dg.AssetCheckSeverity.ERROR
     assert outcomes[("no_missing_candles", "2025-02-24|BTCUSDT")].severity == dg.AssetCheckSeverity.WARN
     assert outcomes[("valid_ohlcv", "2025-02-27|BTCUSDT")].metadata["violations"] == 1
     assert not outcomes[("exact_and_complete", "2025-02-23|BTCUSDT")].passed
@@ -168,12 +168,47 @@ def test_one_shared_read_for_many_days_gives_each_day_its_own_outcome(instance, 
     assert {o.passed for (name, key), o in outcomes.items() if key.endswith("NEWUSDT")} == {True}
 
 
-def test_freshness_is_recorded_for_the_latest_day_only_in_a_range(instance, bybit, store, simulator, frozen_clock):
+def test_freshness_is_judged_on_the_latest_day_and_earlier_days_pass(instance, bybit, store, simulator, frozen_clock):
     result = run(instance, bybit, store, first="2025-02-27|BTCUSDT", last="2025-03-01|BTCUSDT")
     fresh = {e.partition: e for e in result.get_asset_check_evaluations() if e.check_name == "candles_fresh"}
-    assert set(fresh) == {"2025-03-01|BTCUSDT", None}  # the latest day, and the run's summary
+    assert set(fresh) == {"2025-02-27|BTCUSDT", "2025-02-28|BTCUSDT", "2025-03-01|BTCUSDT"}  # no run summary
     assert fresh["2025-03-01|BTCUSDT"].passed and fresh["2025-03-01|BTCUSDT"].metadata["age_minutes"].value == 2.5
-    assert fresh[None].metadata["evaluated_partitions"].value == 1
+    assert fresh["2025-02-27|BTCUSDT"].passed
+    assert fresh["2025-02-27|BTCUSDT"].metadata["applies_to"].value == "the latest day only"
+
+
+def current_results(instance, check: str, asset: str = "price_klines_5m") -> dict[str, str]:
+    """What the check's Partitions tab counts: partition -> SUCCEEDED/FAILED, only where the latest
+    result judged the partition's latest materialization (Dagster's `is_current`)."""
+    infos = instance.event_log_storage.get_asset_check_partition_info([dg.AssetCheckKey(dg.AssetKey(asset), check)])
+    return {i.partition_key: i.latest_execution_status.value for i in infos if i.is_current}
+
+
+def test_every_partition_of_a_range_run_has_its_own_current_result(instance, bybit, store, simulator, frozen_clock):
+    """Range runs (every backfill run) and one-day runs alike: each day's result is current, so the
+    UI counts it; a backfill whose previous day was never requested raises no false alarm."""
+    simulator.add_outage("BTCUSDT", to_ms(JAN1 + timedelta(days=2, hours=3)), to_ms(JAN1 + timedelta(days=2, hours=4)))
+    run(instance, bybit, store, first="2025-01-02|BTCUSDT", last="2025-01-04|BTCUSDT")  # Jan 1 never requested
+    run(instance, bybit, store, first="2025-01-06|BTCUSDT", last="2025-01-06|BTCUSDT")  # a one-day backfill run
+    days = ["2025-01-02|BTCUSDT", "2025-01-03|BTCUSDT", "2025-01-04|BTCUSDT", "2025-01-06|BTCUSDT"]
+    assert current_results(instance, "no_missing_candles") == {
+        "2025-01-02|BTCUSDT": "SUCCEEDED", "2025-01-03|BTCUSDT": "FAILED", "2025-01-04|BTCUSDT": "SUCCEEDED",
+        "2025-01-06|BTCUSDT": "SUCCEEDED"}
+    for check in ("valid_ohlcv", "candles_fresh"):
+        assert current_results(instance, check) == dict.fromkeys(days, "SUCCEEDED")
+    for table in ("price_klines_15m", "price_klines_1d"):
+        assert current_results(instance, "exact_and_complete", table) == dict.fromkeys(days, "SUCCEEDED")
+
+
+def test_rematerializing_a_day_makes_its_old_results_stale(instance, bybit, store, simulator, frozen_clock):
+    run(instance, bybit, store, first="2025-01-02|BTCUSDT", last="2025-01-03|BTCUSDT")
+    # The raw asset alone, again, for one day: its checks run with it; the rollups' results are now
+    # older than... nothing (the rollups were not re-materialized), so they stay current.
+    dg.materialize([price_klines_5m], instance=instance, partition_key="2025-01-03|BTCUSDT",
+                   resources={"bybit": bybit, "kline_store": store}, selection=[price_klines_5m])
+    assert current_results(instance, "no_missing_candles") == {"2025-01-02|BTCUSDT": "SUCCEEDED"}
+    assert current_results(instance, "exact_and_complete", "price_klines_1h") == {
+        "2025-01-02|BTCUSDT": "SUCCEEDED", "2025-01-03|BTCUSDT": "SUCCEEDED"}
 
 
 def test_rollups_can_be_compared_with_the_exchanges_own_candles(instance, bybit, store, simulator, frozen_clock,

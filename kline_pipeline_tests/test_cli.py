@@ -15,7 +15,7 @@ from kline_pipeline.partitions import symbols_partitions
 
 
 @pytest.fixture
-def dagster_home(tmp_path, monkeypatch, simulator):
+def dagster_home(tmp_path, monkeypatch, simulator, dagster_storage):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("BYBIT_BASE_URL", simulator.url)
     return tmp_path
@@ -81,18 +81,22 @@ def test_simulate_exchange_serves_bybit_shapes():
         proc.wait(timeout=10)
 
 
-def test_a_fresh_dagster_home_gets_the_local_instance_template(dagster_home, capsys):
-    """Local mode writes kline_pipeline/instance/local.yaml (SQLite, same queue and pools as production)."""
+def test_a_fresh_dagster_home_gets_the_local_instance_template(dagster_home, dagster_storage, capsys):
+    """Local mode writes kline_pipeline/instance/local.yaml (pooled PostgreSQL storage, same queue and
+    pools as production); DAGSTER_PG_URL (here: the test's database) says where the storage lives."""
     assert main(["symbols", "list"]) == 0  # writes the local template into the fresh DAGSTER_HOME
     assert "local.yaml" in capsys.readouterr().err
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        assert type(instance.run_storage).__name__ == "SqliteRunStorage"  # not the production PostgreSQL
+        for storage in (instance.run_storage, instance.event_log_storage, instance.schedule_storage):
+            assert type(storage).__name__.startswith("PooledPostgres")
+            assert type(storage._engine.pool).__name__ == "QueuePool" and storage._engine.pool.size() == 2
+        assert instance.event_log_storage.postgres_url == dagster_storage
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
 
 
 ROLLUPS = ["price_klines_15m", "price_klines_30m", "price_klines_1h", "price_klines_4h", "price_klines_12h", "price_klines_1d"]
-TABLES = ["price_klines", *ROLLUPS, "price_kline_gaps", "price_kline_listings"]
+TABLES = ["price_klines", *ROLLUPS, "price_kline_gaps", "price_kline_listings", "price_kline_live_state"]
 
 
 def rows_of(store, symbol: str) -> dict[str, int]:
@@ -103,7 +107,7 @@ def rows_of(store, symbol: str) -> dict[str, int]:
 
 @pytest.fixture
 def stored_symbols(dagster_home, kline_store, database_url, monkeypatch):
-    """BTCUSDT and ETHUSDT with two days each in every table (an outage recorded for BTCUSDT)."""
+    """BTCUSDT and ETHUSDT with two days each in every table (an outage recorded for BTCUSDT, a live tick)."""
     from datetime import date, datetime, timezone
 
     from kline_pipeline.bybit import BybitClient
@@ -123,6 +127,7 @@ def stored_symbols(dagster_home, kline_store, database_url, monkeypatch):
             ingest_days(bybit=client, store=kline_store, symbol=symbol, days=[date(2025, 1, 1), date(2025, 1, 2)], now=NOW)
             for rollup in ROLLUPS:
                 kline_store.refresh_rollup(rollup=rollup, symbol=symbol, start=jan1, end=datetime(2025, 1, 3, tzinfo=timezone.utc))
+            kline_store.record_live_tick(symbol=symbol, at=NOW)
     finally:
         sim.stop()
     assert main(["symbols", "add", "BTCUSDT", "ETHUSDT"]) == 0

@@ -54,6 +54,10 @@ def local_template() -> dict[str, Any]:
     return yaml.safe_load(resources.files("kline_pipeline.instance").joinpath("local.yaml").read_text(encoding="utf-8"))
 
 
+STORAGE_CLASSES = {"run_storage": "PooledPostgresRunStorage", "event_log_storage": "PooledPostgresEventLogStorage",
+                   "schedule_storage": "PooledPostgresScheduleStorage"}
+
+
 def client_rate() -> float:
     """The Bybit client's default requests/s: what one step may spend."""
     return BybitClient().requests_per_second
@@ -66,8 +70,10 @@ def test_production_dagster_yaml_passes_dagsters_instance_schema(tmp_path):
     shutil.copyfile(PRODUCTION_YAML, tmp_path / "dagster.yaml")
     config, custom_class = dagster_instance_config(str(tmp_path))  # raises on any schema error
     assert custom_class is None
-    # Storage comes only from the environment, never from a literal in the file.
-    assert config["storage"] == {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
+    # Storage comes only from the environment, never from a literal in the file: the pooled classes.
+    for section, cls in STORAGE_CLASSES.items():
+        assert config[section] == {"module": "kline_pipeline.instance.storage", "class": cls,
+                                   "config": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
     assert config["concurrency"]["pools"]["default_limit"] * client_rate() < BYBIT_IP_LIMIT_PER_SECOND
     # max_concurrent_runs lives under concurrency: only (Dagster 1.13 rejects it in both places).
     assert "max_concurrent_runs" not in config["run_coordinator"]["config"]
@@ -84,14 +90,16 @@ def test_production_dagster_yaml_without_its_env_var_fails_naming_it(tmp_path, m
         dg.DagsterInstance.from_config(str(tmp_path))
 
 
-def test_local_template_keeps_production_queue_and_pools_on_sqlite(tmp_path):
+def test_local_template_keeps_production_queue_pools_and_storage_classes(tmp_path, dagster_storage):
     local, production = local_template(), load_yaml(PRODUCTION_YAML)
     for section in ("concurrency", "run_coordinator", "backfills", "telemetry"):
         assert local[section] == production[section], section
-    assert "storage" not in local  # Dagster's default: SQLite under DAGSTER_HOME, nothing to run
+    for section, cls in STORAGE_CLASSES.items():  # the same classes; the URL from DAGSTER_PG_URL, else embedded
+        assert local[section] == {"module": "kline_pipeline.instance.storage", "class": cls, "config": {}}
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(local), encoding="utf-8")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert type(instance.run_storage).__name__ == "PooledPostgresRunStorage"
+        assert instance.run_storage.postgres_url == dagster_storage
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
         # Daemon settings measured in bench/bench_dagster.py (docs/performance.md).
         assert instance.run_coordinator.dequeue_interval_seconds == 1
@@ -139,9 +147,9 @@ def test_production_instance_runs_a_partition_with_storage_and_candles_in_two_da
     simulator.start()
     try:
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-            assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-            assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
+            assert type(instance.run_storage).__name__ == "PooledPostgresRunStorage"
+            assert type(instance.event_log_storage).__name__ == "PooledPostgresEventLogStorage"
+            assert type(instance.schedule_storage).__name__ == "PooledPostgresScheduleStorage"
             assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
             assert instance.run_monitoring_enabled and instance.run_retries_enabled
             assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4

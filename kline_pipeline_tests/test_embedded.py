@@ -54,3 +54,21 @@ def test_processes_starting_at_once_share_one_server(pgdata):
     answers = {out.strip().splitlines()[-1] for out, _ in outputs}
     assert len(answers) == 1  # one postmaster start time: one server, started once
     assert answers.pop().endswith("|kline")
+
+
+def test_the_local_template_keeps_dagsters_storage_in_the_same_embedded_server(pgdata, tmp_path, monkeypatch):
+    """Without DAGSTER_PG_URL the template's storage is the database `dagster` beside `kline`."""
+    import dagster as dg
+
+    from kline_pipeline.instance.storage import DAGSTER_DATABASE
+    from kline_pipeline_tests.test_deploy import local_template
+
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    (tmp_path / "dagster.yaml").write_text(__import__("yaml").safe_dump(local_template()), encoding="utf-8")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        url = instance.event_log_storage.postgres_url
+        assert url == embedded_database_url(pgdata, database=DAGSTER_DATABASE) and "host=" in url
+        instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
+        assert instance.get_dynamic_partitions("symbols") == ["BTCUSDT"]
+    # Closing the instance closed its pooled connections: the embedded server stops cleanly.
+    assert stop_embedded(pgdata) is True

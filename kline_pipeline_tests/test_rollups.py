@@ -1,4 +1,4 @@
-"""Rollups: exact against a pandas oracle and the exchange's own candles, idempotent, automated."""
+"""Rollups: exact against a pandas oracle and the exchange's own candles, idempotent, per-day metadata."""
 
 import random
 from datetime import datetime, timedelta, timezone
@@ -9,12 +9,11 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from kline_pipeline.assets import PARTITIONS_PER_RUN, price_klines_5m
+from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.ingest import ingest_days
 from kline_pipeline.models import CANDLE_MS, Candle, to_ms
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.rollups import ROLLUPS, rollup_assets
-from kline_pipeline.sensors import rollup_refresh_sensor
 from kline_pipeline_tests.conftest import NOW
 
 UTC = timezone.utc
@@ -187,42 +186,19 @@ def instance():
 
 
 def test_assets_report_buckets_and_partial_buckets(instance, bybit, empty_rollups, simulator, frozen_clock):
-    result = dg.materialize([price_klines_5m, *rollup_assets], instance=instance, partition_key="2025-01-15|NEWUSDT",
-                            resources={"bybit": bybit, "kline_store": empty_rollups})
-    meta = {name: {k: v.value for k, v in result.asset_materializations_for_node(name)[0].metadata.items()}
-            for name in ("price_klines_15m", "price_klines_12h", "price_klines_1d")}
-    assert meta["price_klines_1d"] == {"partitions": 1, "buckets": 1, "partial_buckets": 1, "full_bucket_candles": 288,
-                                       "last_bucket": "2025-01-15T00:00:00+00:00"}
-    assert meta["price_klines_12h"]["partial_buckets"] == 1 and meta["price_klines_12h"]["buckets"] == 2
-    assert meta["price_klines_15m"]["buckets"] == 64 and meta["price_klines_15m"]["partial_buckets"] == 0
-
-
-def test_automation_refreshes_exactly_the_updated_partitions_batched(instance, bybit, empty_rollups, simulator,
-                                                                     frozen_clock):
-    from kline_pipeline.definitions import defs
-
-    resources = {"bybit": bybit, "kline_store": empty_rollups}
-    # The sensor has been ticking before the backfill: updates are judged against its cursor.
-    start = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    assert start.total_requested == 0
-    for symbol in ("BTCUSDT", "ETHUSDT"):  # a 30-day backfill of the raw asset alone, two symbols
-        dg.materialize([price_klines_5m], instance=instance, resources=resources, tags={
-            "dagster/asset_partition_range_start": f"2025-01-01|{symbol}",
-            "dagster/asset_partition_range_end": f"2025-01-30|{symbol}"})
-    # One partition was materialised together with its rollups: nothing more to do for it.
-    dg.materialize([price_klines_5m, *rollup_assets], instance=instance, resources=resources,
-                   partition_key="2025-02-10|BTCUSDT")
-    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=start.cursor)
-    for rollup in rollup_assets:
-        key = rollup.key
-        requested = first.get_requested_partitions(key)
-        assert len(requested) == 60, key
-        assert {k.split("|")[1] for k in requested} == {"BTCUSDT", "ETHUSDT"}
-        assert "2025-02-10|BTCUSDT" not in requested
-    assert first.total_requested == 6 * 60
-    # Batched: the sensor turns a multi-partition tick into one backfill, which the rollups'
-    # backfill policy runs as one run per symbol and contiguous range of up to PARTITIONS_PER_RUN days.
-    assert rollup_refresh_sensor.emit_backfills and rollup_refresh_sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert {a.backfill_policy.max_partitions_per_run for a in rollup_assets} == {PARTITIONS_PER_RUN}
-    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
-    assert second.total_requested == 0
+    result = dg.materialize([price_klines_5m, *rollup_assets], instance=instance, resources={
+        "bybit": bybit, "kline_store": empty_rollups}, tags={"dagster/asset_partition_range_start": "2025-01-14|NEWUSDT",
+                                                             "dagster/asset_partition_range_end": "2025-01-16|NEWUSDT"})
+    meta = {(name, m.partition): {k: v.value for k, v in m.metadata.items()}
+            for name in ("price_klines_15m", "price_klines_12h", "price_klines_1d")
+            for m in result.asset_materializations_for_node(name)}
+    # Each day partition shows its own buckets (NEWUSDT is listed on 15 January at 08:00).
+    assert meta[("price_klines_1d", "2025-01-15|NEWUSDT")] == {
+        "buckets": 1, "partial_buckets": 1, "full_bucket_candles": 288, "last_bucket": "2025-01-15T00:00:00+00:00",
+        "run_partitions": 3, "run_buckets": 2}
+    assert meta[("price_klines_1d", "2025-01-14|NEWUSDT")]["buckets"] == 0
+    assert meta[("price_klines_1d", "2025-01-16|NEWUSDT")]["partial_buckets"] == 0
+    assert meta[("price_klines_12h", "2025-01-15|NEWUSDT")]["partial_buckets"] == 1
+    assert meta[("price_klines_12h", "2025-01-15|NEWUSDT")]["buckets"] == 2
+    assert meta[("price_klines_15m", "2025-01-15|NEWUSDT")]["buckets"] == 64
+    assert meta[("price_klines_15m", "2025-01-15|NEWUSDT")]["partial_buckets"] == 0

@@ -175,11 +175,12 @@ BEGIN
 END
 $$;
 
--- Buckets, partial buckets (candle_count below full) and the last bucket of one symbol's
--- rollup over a window's span: the assets' metadata.
-CREATE OR REPLACE FUNCTION price_kline_rollup_summary(rollup text, window_start timestamptz, window_end timestamptz,
-                                                      only_symbol text)
-RETURNS TABLE (buckets bigint, partial_buckets bigint, last_bucket timestamptz)
+-- Per UTC day: buckets, partial buckets (candle_count below full) and the last bucket of one
+-- symbol's rollup over a window's span: each day partition's own materialization metadata.
+DROP FUNCTION IF EXISTS price_kline_rollup_summary(text, timestamptz, timestamptz, text);  -- its per-run predecessor
+CREATE OR REPLACE FUNCTION price_kline_rollup_day_summary(rollup text, window_start timestamptz,
+                                                          window_end timestamptz, only_symbol text)
+RETURNS TABLE (day date, buckets bigint, partial_buckets bigint, last_bucket timestamptz)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     r price_kline_rollups := price_kline_rollup(rollup);
@@ -187,8 +188,8 @@ DECLARE
 BEGIN
     SELECT * INTO span FROM price_kline_rollup_span(rollup, window_start, window_end);
     RETURN QUERY EXECUTE format(
-        'SELECT count(*), count(*) FILTER (WHERE candle_count < $4), max(bucket)
-         FROM %I WHERE symbol = $1 AND bucket >= $2 AND bucket < $3', r.name)
+        'SELECT (bucket AT TIME ZONE ''UTC'')::date, count(*), count(*) FILTER (WHERE candle_count < $4), max(bucket)
+         FROM %I WHERE symbol = $1 AND bucket >= $2 AND bucket < $3 GROUP BY 1 ORDER BY 1', r.name)
         USING only_symbol, span.span_start, span.span_end, r.full_count;
 END
 $$;

@@ -86,7 +86,8 @@ CLI_CASES = [
 
 
 @pytest.mark.parametrize(("argv", "named"), CLI_CASES, ids=[" ".join(a[:2]) + f" #{i}" for i, (a, _) in enumerate(CLI_CASES)])
-def test_cli(seeded, simulator, tmp_path, monkeypatch, database_url, capsys, frozen_clock, ledger, argv, named):
+def test_cli(seeded, simulator, tmp_path, monkeypatch, database_url, dagster_storage, capsys, frozen_clock, ledger, argv,
+             named):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("KLINE_DATABASE_URL", database_url)
     monkeypatch.setenv("BYBIT_BASE_URL", simulator.url)

@@ -19,15 +19,13 @@ import requests
 
 from kline_pipeline.cli import _default_dagster_home
 from kline_pipeline.partitions import symbols_partitions
-from kline_pipeline_tests.processes import graphql, kline_dev, simulator_process
-from kline_pipeline_tests.reliability.test_killed_run import wait_until
+from kline_pipeline_tests.processes import graphql, kline_dev, launch_backfill, simulator_process, wait_until
 
 ASSETS = ["price_klines_5m", "price_klines_15m", "price_klines_30m", "price_klines_1h", "price_klines_4h",
           "price_klines_12h", "price_klines_1d"]
-LAUNCH = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
-  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 CANCEL = """mutation($id: String!) { cancelPartitionBackfill(backfillId: $id) {
   __typename ... on PythonError { message } } }"""
+# The shared BACKFILL_STATUS query with the times this test compares with the cancel.
 STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
   ... on PartitionBackfill { status runs(limit: 200) { runId status creationTime startTime } } } }"""
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -63,10 +61,7 @@ def test_a_canceled_backfill_stops_at_once_with_whole_days(tmp_path, monkeypatch
         today = datetime.now(timezone.utc).date().isoformat()
         with kline_dev(tmp_path / "dev.log") as (ui, api, _):
             # From the UI: every asset, BTCUSDT from its listing month to today (28 runs of 92 days).
-            ranges = {"ranges": [{"start": "2020-04-01|BTCUSDT", "end": f"{today}|BTCUSDT"}]}
-            data = graphql(ui, LAUNCH, {"p": {"partitionsByAssets": [
-                {"assetKey": {"path": [asset]}, "partitions": ranges} for asset in ASSETS]}})
-            ui_id = data["launchPartitionBackfill"]["backfillId"]
+            ui_id = launch_backfill(ui, ASSETS, "2020-04-01|BTCUSDT", f"{today}|BTCUSDT")
             # From the old API: ETHUSDT, four years.
             posted = requests.post(f"{api}/api/backfill", json={
                 "symbol": "ETHUSDT", "start": "2021-04-01T00:00:00Z", "end": "2025-04-01T00:00:00Z"}, timeout=60)

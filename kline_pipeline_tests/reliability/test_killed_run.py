@@ -3,49 +3,30 @@ failed, and a relaunch converges to exactly the data of an uninterrupted backfil
 
 import os
 import signal
-import time
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import psutil
-import pytest
 
 from kline_pipeline import crash
 from kline_pipeline.cli import _default_dagster_home
 from kline_pipeline.models import to_ms
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.simulator import BybitSimulator
-from kline_pipeline_tests.processes import dagster_dev, graphql, simulator_process
+from kline_pipeline_tests.processes import backfill_status, dagster_dev, launch_backfill, simulator_process, wait_until
 
 UTC = timezone.utc
 JAN1 = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 40
-LAUNCH = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
-  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
-STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-  ... on PartitionBackfill { status runs(limit: 20) { runId status } } } }"""
 
 
 def launch(base: str) -> str:
     last = (JAN1 + timedelta(days=DAYS - 1)).date().isoformat()
-    data = graphql(base, LAUNCH, {"p": {"partitionsByAssets": [{"assetKey": {"path": ["price_klines_5m"]},
-               "partitions": {"ranges": [{"start": "2025-01-01|BTCUSDT", "end": f"{last}|BTCUSDT"}]}}]}})
-    assert data["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", data
-    return data["launchPartitionBackfill"]["backfillId"]
+    return launch_backfill(base, ["price_klines_5m"], "2025-01-01|BTCUSDT", f"{last}|BTCUSDT")
 
 
 def backfill(base: str, backfill_id: str) -> dict:
-    return graphql(base, STATUS, {"id": backfill_id})["partitionBackfillOrError"]
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    return backfill_status(base, backfill_id)
 
 
 def day_counts(store) -> list[int]:
@@ -60,7 +41,8 @@ def run_workers(dev: psutil.Process) -> set[int]:
     return {p.pid for p in dev.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())}
 
 
-def test_a_killed_run_is_failed_and_a_relaunch_converges(tmp_path, monkeypatch, kline_store, database_url, ledger):
+def test_a_killed_run_is_failed_and_a_relaunch_converges(tmp_path, monkeypatch, kline_store, database_url,
+                                                         dagster_storage, ledger):
     # Each request answers after 0.3 s, so the run is still busy when it is killed.
     with simulator_process(tmp_path / "sim.log", "--fail-every", "1", "--fail-kinds", "slow:0.3") as sim_url:
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
