@@ -15,9 +15,10 @@ from sqlalchemy.engine import URL, make_url
 
 def libpq_url(url: str) -> str:
     """`url` as libpq (psql, pg_dump) takes it: scheme postgresql://, no driver, no password
-    (neither in the userinfo nor as a `?password=` parameter: see `password_of`)."""
+    (neither in the userinfo nor as `?password=`, see `password_of`; nor `?sslpassword=`, which
+    libpq then asks for, as no environment variable can carry it)."""
     parsed = make_url(url)
-    query = {k: v for k, v in parsed.query.items() if k != "password"}
+    query = {k: v for k, v in parsed.query.items() if k not in ("password", "sslpassword")}
     bare = URL.create("postgresql", username=parsed.username, host=parsed.host, port=parsed.port,
                       database=parsed.database, query=query)
     return bare.render_as_string(hide_password=False)

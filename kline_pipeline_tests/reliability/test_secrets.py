@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from kline_pipeline.api import create_app
 from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.cli import build_parser, main
+from kline_pipeline.dbshell import psql_invocation
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.rollups import rollup_assets
 from kline_pipeline.simulator import BybitSimulator
@@ -53,11 +54,13 @@ def test_a_password_in_the_database_url_reaches_no_event_or_log(form, database_u
         records = instance.get_records_for_run(result.run_id).records
         events = " ".join(str(r.event_log_entry) for r in records)
     assert len(records) > 20 and PASSWORD not in events
-    assert main(["db", "url"]) == 0
+    assert main(["db", "url"]) == 0 and main(["db", "url", "--libpq"]) == 0
     printed = capfd.readouterr()
     assert "***" in printed.out and PASSWORD not in printed.out + printed.err
-    ledger.record("secrets", f"database URL with a password as {form} in KLINE_DATABASE_URL; a full run and "
-                  "`kline-pipeline db url`",
+    argv, env = psql_invocation(KlineStore().resolved_url(), ["-c", "SELECT 1"])  # what `db psql` runs
+    assert PASSWORD not in " ".join(argv) and env.get("PGPASSWORD") == (None if form == "?sslpassword=" else PASSWORD)
+    ledger.record("secrets", f"database URL with a password as {form} in KLINE_DATABASE_URL; a full run, "
+                  "`kline-pipeline db url [--libpq]` and the psql command line of `db psql`",
                   f"the password is in none of {len(records)} run events, logs or printed output")
 
 
