@@ -37,15 +37,24 @@ def price_klines_5m(context: dg.AssetExecutionContext, bybit: BybitClient, kline
     Each partition's materialization shows that day's own figures (rows, changes, first/last
     candle, its share of the requests, why it is empty) beside the run's totals (`run_*`).
     """
+    faults_before = bybit.retried_faults()
     try:
         report = ingest_partitions(
             bybit=bybit, store=kline_store, partition_keys=context.partition_keys, now=clock.utcnow(), log=context.log
         )
+    except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt) as exc:
+        # The run was terminated (its backfill canceled). Dagster turns an interrupt into a retry
+        # when the asset has a RetryPolicy, and the retry would fetch the whole range again: fail
+        # instead. The day being written was rolled back; every day written before is complete.
+        raise dg.Failure(description="run terminated (canceled): the days written so far are complete, the "
+                         "day in progress was rolled back", allow_retries=False) from exc
     except (ValueError, BybitRejectedError, BybitIpBanError, InvalidCandleError) as exc:
         # Bad input, a refused parameter, bad data or an IP ban: a retry cannot help (and would
         # extend a ban), so the run fails at once with the reason. Transient faults that outlived
         # the client's own retries, and database faults, still get the RetryPolicy.
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    finally:
+        bybit.log_retried_faults(context.log, since=faults_before)  # the step's exchange faults, if any
     run = report.run_metadata()
     for day in report.days:
         context.add_asset_metadata({**day.metadata(), **run}, partition_key=partition_key(day.day, day.symbol))

@@ -23,6 +23,7 @@ every problem raises `RequestError`, a ValueError naming the offending field.
 
 import functools
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +51,9 @@ DEFAULT_UI_URL = "http://127.0.0.1:3001"
 """`kline-pipeline dev` serves the Dagster UI on 3001 (the old API keeps 3000)."""
 
 SOURCE_TAG = "kline/launched_by"
+
+BACKFILL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""Dagster's backfill ids are 8 lowercase letters; anything outside this never names one."""
 
 # Terminal states of a backfill and which of them count as success (for `backfill --wait`).
 DONE_STATUSES = frozenset({
@@ -81,11 +85,14 @@ class LaunchedBackfill:
     asset_keys: tuple[str, ...]
     ui_url: str
     added_symbol: bool
+    reused: bool = False
+    """True when an identical request's backfill was answered instead of launching a new one."""
 
     def to_json(self) -> dict[str, object]:
         return {
             "backfill_id": self.backfill_id, "symbol": self.symbol, "partitions": list(self.partition_keys),
             "assets": list(self.asset_keys), "ui_url": self.ui_url, "added_symbol": self.added_symbol,
+            "reused": self.reused,
         }
 
 
@@ -126,6 +133,16 @@ def ui_base_url() -> str:
 def backfill_ui_url(backfill_id: str, *, base: str | None = None) -> str:
     """Where the Dagster UI (1.13: route `/runs/b/<id>`) shows this backfill."""
     return f"{(base or ui_base_url()).rstrip('/')}/runs/b/{backfill_id}"
+
+
+def validate_backfill_id(value: object) -> str:
+    """`value` if it can be a backfill id, else RequestError naming field `id`."""
+    allowed = "the backfill_id a launch returned (1-64 letters, digits, _ and -)"
+    if value in (None, ""):
+        raise RequestError("id", f"id is required: {allowed}")
+    if not isinstance(value, str) or not BACKFILL_ID.fullmatch(value):
+        raise RequestError("id", f"id {value!r} is not a backfill id: use {allowed}")
+    return value
 
 
 def _time_field(value: object, name: str) -> datetime:
@@ -190,13 +207,19 @@ def touched_days(start: datetime, end: datetime, *, now: datetime) -> list[date]
 def launch_backfill(
     instance: dg.DagsterInstance, *, symbol: str, start: datetime, end: datetime, now: datetime,
     bybit: BybitClient | None = None, launched_by: str = "api", ui_url: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> LaunchedBackfill:
     """Add `symbol` as a partition if new, then write a partition backfill of the raw asset and
     the six rollups over every day of [start, end) (see `touched_days`) for that symbol.
 
-    Expects a request already checked by `validate_request`. The daemon executes the backfill
-    (see the module docstring); this returns at once.
+    Expects a request already checked by `validate_request` (the symbol is checked again here:
+    a malformed one would become a partition key Dagster cannot split). `tags` are added to the
+    backfill's. The daemon executes the backfill (see the module docstring); this returns at once.
     """
+    try:
+        validate_symbol(symbol)
+    except ValueError as exc:
+        raise RequestError("symbol", str(exc)) from None
     days = touched_days(start, end, now=now)
     if not days:
         raise RequestError("start", f"the range has no day within the date partitions ({START_DATE} "
@@ -215,7 +238,7 @@ def launch_backfill(
         asset_selection=list(assets),
         # The record's time is the real wall clock (the UI sorts by it), whatever `now` says.
         backfill_timestamp=time.time(),
-        tags={SOURCE_TAG: launched_by},
+        tags={**(tags or {}), SOURCE_TAG: launched_by},
         dynamic_partitions_store=instance,
         all_partitions=False,
         title=f"{symbol} {days[0].isoformat()} to {days[-1].isoformat()}",

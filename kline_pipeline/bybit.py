@@ -5,10 +5,12 @@ exponential backoff and jitter, fails fast on the ones that retrying cannot fix,
 every candle, and never hands out a candle that has not closed yet.
 """
 
+import logging
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -139,6 +141,7 @@ class BybitClient(dg.ConfigurableResource):
 
     _session: HTTP | None = PrivateAttr(default=None)
     _requests_made: int = PrivateAttr(default=0)
+    _retried: Counter = PrivateAttr(default_factory=Counter)
 
     @property
     def resolved_category(self) -> str:
@@ -152,6 +155,24 @@ class BybitClient(dg.ConfigurableResource):
     def requests_made(self) -> int:
         """Requests sent by this resource instance (each attempt counts)."""
         return self._requests_made
+
+    def retried_faults(self) -> dict[str, int]:
+        """Transient faults this resource instance has retried so far, by cause (a copy), e.g.
+        `{"HTTP 502": 3, "retCode 10006": 1}`. A fault that ended the retries is not counted."""
+        return dict(self._retried)
+
+    def log_retried_faults(self, log: logging.Logger, *, since: Mapping[str, int] | None = None) -> None:
+        """Log the faults retried since the tally `since` (from `retried_faults()`; None: all).
+
+        One WARNING line with the count and each cause when there were any, so a run's log shows
+        what the exchange did even when every request finally succeeded; nothing otherwise.
+        """
+        delta = Counter(self._retried)
+        delta.subtract(since or {})
+        causes = {cause: n for cause, n in sorted(delta.items(), key=lambda kv: (-kv[1], kv[0])) if n > 0}
+        if causes:
+            log.warning("Bybit: %d transient fault(s) retried: %s", sum(causes.values()),
+                        ", ".join(f"{cause} x{n}" for cause, n in causes.items()))
 
     def _http(self) -> HTTP:
         if self._session is None:
@@ -168,6 +189,7 @@ class BybitClient(dg.ConfigurableResource):
         """Send one public request with the shared rate limit and our retry rules."""
         limiter = shared_limiter(self.requests_per_second)
         cause = "no attempt made"
+        kind = cause  # the cause without its message: what the tally counts
         for attempt in range(1, self.max_attempts + 1):
             limiter.acquire()
             self._requests_made += 1
@@ -178,7 +200,7 @@ class BybitClient(dg.ConfigurableResource):
                     raise BybitRejectedError(
                         f"Bybit rejected {what}: {exc.message} (retCode {exc.status_code}); not retried"
                     ) from None
-                cause = f"retCode {exc.status_code} {exc.message}"
+                cause, kind = f"retCode {exc.status_code} {exc.message}", f"retCode {exc.status_code}"
             except FailedRequestError as exc:
                 if exc.status_code == 403:
                     raise BybitIpBanError(
@@ -186,21 +208,22 @@ class BybitClient(dg.ConfigurableResource):
                         "10 minutes; stopped at once (retrying would extend the ban)"
                     ) from None
                 if exc.status_code == 409:
-                    cause = "a body that is not valid JSON"
+                    cause = kind = "a body that is not valid JSON"
                 elif exc.status_code == 429 or exc.status_code >= 500:
-                    cause = f"HTTP {exc.status_code}"
+                    cause = kind = f"HTTP {exc.status_code}"
                 else:
                     raise BybitError(f"Bybit failed {what}: HTTP {exc.status_code} {exc.message}") from None
             except requests.Timeout:
-                cause = f"no answer within {self.timeout_seconds:g} s"
+                cause, kind = f"no answer within {self.timeout_seconds:g} s", "timeout"
             except requests.ConnectionError as exc:
-                cause = f"connection error ({type(exc).__name__})"
+                cause = kind = f"connection error ({type(exc).__name__})"
             else:
                 if not isinstance(reply, dict) or not isinstance(reply.get("result"), dict):
-                    cause = "a reply without a result object"
+                    cause = kind = "a reply without a result object"
                 else:
                     return reply
             if attempt < self.max_attempts:
+                self._retried[kind] += 1
                 delay = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** (attempt - 1))
                 time.sleep(delay * random.uniform(0.5, 1.0))
         raise BybitUnavailableError(

@@ -1,8 +1,11 @@
 """`kline-pipeline`: run the project locally, manage symbols, serve the offline exchange."""
 
 import argparse
+import math
 import os
+import shlex
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,20 +26,42 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
+def _fail(message: str) -> int:
+    """Print a bad-input error (credentials redacted) and return exit status 2."""
+    from kline_pipeline.store import redact_url
+
+    print(f"error: {redact_url(message)}", file=sys.stderr)
+    return 2
+
+
 def cmd_symbols(args: argparse.Namespace) -> int:
     from kline_pipeline.bybit import BybitClient, BybitError
-    from kline_pipeline.symbols import add_symbols, list_symbols
+    from kline_pipeline.symbols import add_symbols, invalid_symbols, list_symbols, remove_symbol
 
     instance = _instance()
     if args.action == "list":
         for symbol in list_symbols(instance):
             print(symbol)
+        for symbol in invalid_symbols(instance):  # stdout stays one symbol per line for scripts
+            print(f"warning: {symbol!r} is not a valid symbol (added outside kline-pipeline, e.g. in the UI); "
+                  f"remove it with: kline-pipeline symbols remove {shlex.quote(symbol)}", file=sys.stderr)
+        return 0
+    if args.action == "remove":
+        try:
+            removal = remove_symbol(instance, args.symbol, purge=args.purge)
+        except (ValueError, ConnectionError) as exc:
+            return _fail(str(exc))
+        done = "removed the symbol partition" if removal.partition_removed else "no symbol partition to remove"
+        if not args.purge:
+            print(f"{args.symbol}: {done}; its stored candles and rollups are kept (--purge deletes them)")
+        else:
+            deleted = ", ".join(f"{table} {count}" for table, count in removal.rows_deleted.items())
+            print(f"{args.symbol}: {done}; rows deleted: {deleted}")
         return 0
     try:
         added = add_symbols(instance, BybitClient(), args.symbols)
     except (ValueError, BybitError) as exc:
-        print(f"error: {exc}; nothing was added{_offline_hint(exc)}", file=sys.stderr)
-        return 2
+        return _fail(f"{exc}; nothing was added{_offline_hint(exc)}")
     known = sorted(set(args.symbols) - set(added))
     print(f"added: {', '.join(added) or 'none'}" + (f"; already present: {', '.join(known)}" if known else ""))
     return 0
@@ -58,18 +83,23 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     import json
 
     from kline_pipeline import clock
+    from kline_pipeline.backfills import RequestError, max_days_from_env, validate_request
     from kline_pipeline.gaps import CAUSES, gap_report
-    from kline_pipeline.models import parse_utc_time
     from kline_pipeline.store import KlineStore
 
     _default_dagster_home()  # the embedded database lives under it
+    # Exit status 1 means "candles are missing": every bad input must be 2, never 1.
     try:
-        start = parse_utc_time(args.start, name="--start")
-        end = parse_utc_time(args.end, name="--end")
-        report = gap_report(KlineStore(), symbol=args.symbol, start=start, end=end, now=clock.utcnow())
-    except (ValueError, ConnectionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        symbol, start, end = validate_request(args.symbol, args.start, args.end, now=clock.utcnow(),
+                                              max_days=max_days_from_env())
+    except RequestError as exc:
+        return _fail(f"--{exc.field}: {str(exc).removeprefix(f'{exc.field}: ')}")
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
+        report = gap_report(KlineStore(), symbol=symbol, start=start, end=end, now=clock.utcnow())
+    except (ValueError, ConnectionError) as exc:  # KLINE_DATABASE_URL wrong or unreachable
+        return _fail(str(exc))
     if not report.present and not _is_added(args.symbol):
         # Reported as "all missing" before: true, but the cause is that nothing fetches it.
         print(f"error: {args.symbol} is not added, so nothing fetches or stores its candles: add it with "
@@ -100,82 +130,28 @@ def cmd_serve_api(args: argparse.Namespace) -> int:
     try:
         serve_api(host=args.host, port=args.port)
     except ValueError as exc:  # e.g. a bad KLINE_API_MAX_DAYS
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from kline_pipeline import clock
-    from kline_pipeline.backfills import RequestError, launch_backfill, max_days_from_env, validate_request
-    from kline_pipeline.bybit import BybitClient, BybitError
+    from kline_pipeline.backfill_cli import cmd_backfill as run
 
-    instance = _instance()
-    bybit = BybitClient()
-    try:
-        symbol, start, end = validate_request(args.symbol, args.start, args.end, now=clock.utcnow(),
-                                              max_days=max_days_from_env(), bybit=bybit)
-        launched = launch_backfill(instance, symbol=symbol, start=start, end=end, now=clock.utcnow(),
-                                   bybit=bybit, launched_by="cli")
-    except RequestError as exc:
-        message = str(exc).removeprefix(f"{exc.field}: ")  # name the option once, as typed
-        print(f"error: --{exc.field}: {message}; nothing was launched", file=sys.stderr)
-        return 2
-    except (ValueError, BybitError) as exc:
-        print(f"error: {exc}; nothing was launched{_offline_hint(exc)}", file=sys.stderr)
-        return 2
-    keys = launched.partition_keys
-    print(f"launched backfill {launched.backfill_id}: {len(keys)} partitions ({keys[0]} .. {keys[-1]}) "
-          f"x {len(launched.asset_keys)} assets" + (f"; added symbol {symbol}" if launched.added_symbol else ""))
-    print(f"UI: {launched.ui_url}", flush=True)
-    if not args.wait:
-        print("the Dagster daemon runs it (kline-pipeline dev, or dagster-daemon run); follow it with --wait or in the UI")
-        return 0
-    return _wait_for_backfill(instance, launched.backfill_id, poll_seconds=args.poll_seconds)
-
-
-def _wait_for_backfill(instance, backfill_id: str, *, poll_seconds: float) -> int:
-    """Redraw per-partition progress bars until the backfill ends: 0 on success, 1 otherwise.
-
-    On a terminal the block is redrawn in place each poll; otherwise (a log, a pipe) a partition's
-    line is printed only when it changes, so the output stays readable.
-    """
-    import time
-
-    from kline_pipeline.backfills import backfill_status, progress_lines, summary_line
-
-    tty = sys.stdout.isatty()
-    shown: dict[str, str] = {}
-    drawn = 0
-    while True:
-        status = backfill_status(instance, backfill_id)
-        keys = [row["partition"] for row in status["partitions"]]
-        lines = [*zip(keys, progress_lines(status)), ("", summary_line(status))]
-        if tty:
-            # Move the cursor back up over the previous block and overwrite it line by line.
-            sys.stdout.write((f"\x1b[{drawn}F" if drawn else "") + "".join(f"\x1b[2K{line}\n" for _, line in lines))
-            drawn = len(lines)
-        else:
-            for key, line in lines:
-                if shown.get(key) != line:
-                    shown[key] = line
-                    print(line)
-        sys.stdout.flush()
-        if status["done"]:
-            return 0 if status["succeeded"] else 1
-        time.sleep(poll_seconds)
+    return run(args, _instance())
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from kline_pipeline.simulator import parse_instrument_spec, parse_outage_spec, run_simulator
+    from kline_pipeline.simulator.faults import validate_fault
 
+    kinds = [k for k in args.fail_kinds.split(",") if k] if args.fail_kinds else []
     try:
         instruments = dict(parse_instrument_spec(s) for s in args.instrument) if args.instrument else None
         outages = [parse_outage_spec(s) for s in args.outage]
+        for kind in kinds:
+            validate_fault(kind)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    kinds = [k for k in args.fail_kinds.split(",") if k] if args.fail_kinds else []
+        return _fail(str(exc))
     run_simulator(
         host=args.host, port=args.port, instruments=instruments, outages=outages,
         fail_every=args.fail_every, fail_kinds=kinds,
@@ -183,11 +159,40 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_range_arguments(parser: argparse.ArgumentParser) -> None:
+def port_number(text: str) -> int:
+    """argparse type: a TCP port 1-65535 (a bad one is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: use 1-65535") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number: use 1-65535")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0, e.g. 2")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _add_range_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     """--symbol, --start and --end, as the gaps and backfill commands (and the old API) take them."""
-    parser.add_argument("--symbol", required=True, help="Bybit symbol, e.g. BTCUSDT")
-    parser.add_argument("--start", required=True, help="ISO 8601 UTC time, e.g. 2025-01-01T00:00:00Z")
-    parser.add_argument("--end", required=True, help="ISO 8601 UTC time (exclusive), e.g. 2025-02-01T00:00:00Z")
+    parser.add_argument("--symbol", required=required, help="Bybit symbol, e.g. BTCUSDT")
+    parser.add_argument("--start", required=required, help="ISO 8601 UTC time, e.g. 2025-01-01T00:00:00Z")
+    parser.add_argument("--end", required=required, help="ISO 8601 UTC time (exclusive), e.g. 2025-02-01T00:00:00Z")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,16 +206,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_local_commands(sub)  # dev, doctor, db
 
     symbols = sub.add_parser(
-        "symbols", help="add or list symbol partitions",
+        "symbols", help="add, list or remove symbol partitions",
         description="Symbols are the second partition dimension. `add` checks each symbol against "
         "Bybit's instruments-info (BYBIT_BASE_URL / BYBIT_CATEGORY) before adding any of them. "
         "Without internet, `kline-pipeline simulate-exchange` serves an offline exchange "
-        "(BYBIT_BASE_URL=http://127.0.0.1:8765).",
+        "(BYBIT_BASE_URL=http://127.0.0.1:8765). `list` warns (on stderr) about partitions that are "
+        'not valid symbols, which the UI\'s "add partition" accepts; `remove` takes any of them away.',
     )
     actions = symbols.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add symbols, e.g. `kline-pipeline symbols add BTCUSDT ETHUSDT`")
     add.add_argument("symbols", nargs="+", metavar="SYMBOL", help="Bybit symbol, uppercase, e.g. BTCUSDT")
     actions.add_parser("list", help="print the symbols that have partitions")
+    remove = actions.add_parser(
+        "remove", help="remove a symbol partition (with --purge also its stored data)",
+        description="Remove SYMBOL's partition from the Dagster instance (any text: also partitions "
+        "that are not valid symbols). Its candles, rollups, outages, listing and live state stay in the database "
+        "unless --purge deletes them (one transaction). Refused while a run or backfill still works "
+        "on the symbol. Exit status: 0 removed, 2 refused (nothing changed).",
+    )
+    remove.add_argument("symbol", metavar="SYMBOL", help="the partition to remove, exactly as listed")
+    remove.add_argument("--purge", action="store_true", help="also delete the symbol's rows from "
+                        "price_klines, the six rollup tables, price_kline_gaps, price_kline_listings and price_kline_live_state")
     symbols.set_defaults(func=cmd_symbols)
 
     gaps = sub.add_parser(
@@ -218,43 +234,52 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the spans of absent 5-minute candles between --start and --end, each "
         "classified as missing (never fetched or lost), exchange_outage (the exchange had none), "
         "not_listed (before the listing) or not_yet_closed. Exit status: 0 when nothing is "
-        "missing, 1 when candles are missing, 2 on bad arguments or a symbol never added (nothing stored).",
+        "missing, 1 when candles are missing, 2 on bad arguments (also a malformed or unreachable "
+        "KLINE_DATABASE_URL) or a symbol never added (nothing stored), 3 on an unexpected error.",
     )
     _add_range_arguments(gaps)
     gaps.add_argument("--json", action="store_true", help="print the report as JSON")
     gaps.set_defaults(func=cmd_gaps)
 
     api = sub.add_parser(
-        "serve-api", help="serve the old HTTP API (POST/GET /api/backfill) on top of Dagster",
+        "serve-api", help="serve the old HTTP API (POST/GET/DELETE /api/backfill) on top of Dagster",
         description="Serve the old system's API so its scripts keep working: POST /api/backfill "
-        'with {"symbol", "start", "end"} launches a Dagster backfill (202 with its id and UI link); '
+        'with {"symbol", "start", "end"} launches a Dagster backfill (202 with its id and UI link; '
+        "a repeated request for a still-running backfill, or one with a used Idempotency-Key "
+        'header, gets 200 and that backfill unless the body has "force": true); '
         "GET /api/backfill?type=gaps&symbol=&start=&end= returns the gap report; "
-        "GET /api/backfill?type=status&id= a backfill's progress; GET /api/health the doctor's report "
-        "(200 healthy, else 503). Bad input gets a 400 JSON "
+        "GET /api/backfill?type=status&id= a backfill's progress; DELETE /api/backfill?id= cancels it; "
+        "GET /api/health the doctor's report (200 healthy, else 503). Bad input gets a 400 JSON "
         '{"error", "field"} and launches nothing. Backfills execute only while the Dagster daemon '
         "runs (kline-pipeline dev starts it together with this API). Environment: KLINE_UI_URL "
         "(UI links; default: the running kline-pipeline dev's UI, else http://127.0.0.1:3001), "
         "KLINE_API_MAX_DAYS (longest range, default 3660).",
     )
     api.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    api.add_argument("--port", type=int, default=3000, help="port (default 3000, the old API's)")
+    api.add_argument("--port", type=port_number, default=3000, help="port (default 3000, the old API's)")
     api.set_defaults(func=cmd_serve_api)
 
     backfill = sub.add_parser(
-        "backfill", help="launch a Dagster backfill of a symbol's candles and rollups over a time range",
+        "backfill", help="launch, follow or cancel a Dagster backfill of a symbol's candles and rollups",
         description="Launch the same backfill as the UI's Materialize... button and the API's POST: "
         "price_klines_5m and its six rollups for every UTC day that [--start, --end) touches "
         "(a range starting mid-day includes that day; one ending at midnight excludes the next), "
         "for --symbol. A new symbol is checked against Bybit and added first. The Dagster daemon "
-        "executes the backfill (kline-pipeline dev, or dagster-daemon run). Exit status: 0 launched "
-        "(with --wait: completed successfully), 1 with --wait when it failed or was canceled, 2 on "
-        "bad arguments (nothing is launched).",
+        "executes the backfill (kline-pipeline dev, or dagster-daemon run). --follow ID shows an "
+        "existing backfill's progress until it ends; --cancel ID cancels one like the UI's Cancel "
+        "(no new runs; queued runs canceled, running ones stopped with whole days kept; the daemon "
+        "marks it CANCELED on its next loop). Exit status: 0 launched or canceled (with --wait or "
+        "--follow: completed successfully / CANCELED), 1 with --wait or --follow when it failed or "
+        "was canceled, 2 on bad arguments (nothing is changed), 130 on Ctrl-C (the backfill goes "
+        "on; the message says how to follow or cancel it).",
     )
-    _add_range_arguments(backfill)
+    _add_range_arguments(backfill, required=False)
+    backfill.add_argument("--follow", metavar="ID", help="show an existing backfill's progress until it ends")
+    backfill.add_argument("--cancel", metavar="ID", help="cancel a backfill (the API's DELETE /api/backfill?id=)")
     backfill.add_argument("--wait", action="store_true",
-                          help="stay and show a progress bar per partition until the backfill ends")
-    backfill.add_argument("--poll-seconds", type=float, default=2.0, metavar="S",
-                          help="with --wait: seconds between progress updates (default 2)")
+                          help="stay until the backfill ends (a bar per partition), or with --cancel until it is CANCELED")
+    backfill.add_argument("--poll-seconds", type=_positive_seconds, default=2.0, metavar="S",
+                          help="with --wait or --follow: seconds between updates (default 2)")
     backfill.set_defaults(func=cmd_backfill)
 
     sim = sub.add_parser(
@@ -263,13 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
         "deterministic candles. Point the pipeline at it with BYBIT_BASE_URL=http://HOST:PORT.",
     )
     sim.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    sim.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    sim.add_argument("--port", type=port_number, default=8765, help="port (default 8765)")
     sim.add_argument("--instrument", action="append", default=[], metavar="SYMBOL:LISTED",
                      help="list a symbol from a UTC date/time, e.g. NEWUSDT:2025-01-15 (repeatable; "
                      "default BTCUSDT, ETHUSDT, SOLUSDT)")
     sim.add_argument("--outage", action="append", default=[], metavar="SYMBOL:START/END",
                      help="a span without candles, e.g. BTCUSDT:2025-01-10T00:00Z/2025-01-10T06:00Z (repeatable)")
-    sim.add_argument("--fail-every", type=int, default=None, metavar="N", help="fail every Nth request")
+    sim.add_argument("--fail-every", type=_at_least_one, default=None, metavar="N", help="fail every Nth request")
     sim.add_argument("--fail-kinds", default="", metavar="K1,K2",
                      help="faults to cycle through: 10006,10000,10016,429,502,403,badjson,truncated,slow:SECONDS")
     sim.set_defaults(func=cmd_simulate)
@@ -278,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Exit status 2 is bad input (argparse's too); an error nobody foresaw is
+    3, not Python's 1, because 1 has a meaning (`gaps`: candles missing; `backfill --wait`:
+    failed). Its traceback is printed with credentials redacted."""
     _quiet_and_link()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["db", "psql"]:
@@ -286,7 +314,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.psql_args = argv[2:]
     else:
         args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        from kline_pipeline.store import redact_url
+
+        print(redact_url(traceback.format_exc()), file=sys.stderr, end="")
+        print("error: unexpected failure (above); nothing more was done", file=sys.stderr)
+        return 3
 
 
 def _quiet_and_link() -> None:

@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from kline_pipeline.cli import PROJECT_ROOT, _default_dagster_home, _instance
+from kline_pipeline.cli import PROJECT_ROOT, _default_dagster_home, _fail, _instance, port_number
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -38,6 +38,7 @@ def _run_dev(args: argparse.Namespace, home: Path, *, ui_url: str, api_url: str 
     import signal
     import subprocess
 
+    from kline_pipeline.cancel import DAEMON_ENV
     from kline_pipeline.home import ANNOUNCED_ENV
     from kline_pipeline.quiet import quiet_child_env
 
@@ -56,7 +57,9 @@ def _run_dev(args: argparse.Namespace, home: Path, *, ui_url: str, api_url: str 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     api = dagster = None
     # The API's links point at this UI, whatever --port is (unless KLINE_UI_URL says otherwise).
-    env = quiet_child_env({**os.environ, "KLINE_UI_URL": os.environ.get("KLINE_UI_URL") or ui_url,
+    # The daemon must look at a backfill's status after every run it queues, or a canceled
+    # backfill keeps queueing runs for minutes (kline_pipeline/cancel.py); a user's own value wins.
+    env = quiet_child_env({**DAEMON_ENV, **os.environ, "KLINE_UI_URL": os.environ.get("KLINE_UI_URL") or ui_url,
                            ANNOUNCED_ENV: str(home)})  # the API child need not print DAGSTER_HOME again
     try:
         if not args.no_api:
@@ -109,8 +112,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 
     _default_dagster_home()
     if args.action == "url":
-        url = KlineStore().resolved_url()
-        print(libpq_url(url) if args.libpq else redact_url(url))
+        try:
+            url = KlineStore().resolved_url()
+        except ValueError as exc:  # KLINE_DATABASE_URL malformed: say why, never echo it
+            return _fail(f"KLINE_DATABASE_URL: {exc}")
+        print(redact_url(libpq_url(url) if args.libpq else url))
     elif args.action == "psql":
         store = KlineStore()
         try:
@@ -166,12 +172,14 @@ def add_local_commands(sub: "argparse._SubParsersAction") -> None:
         "default 3000, where scripts of the old system expect it. DAGSTER_HOME: the env var if set, else "
         "this checkout's .dagster_home (an installed package: ~/.kline_pipeline/dagster_home), whatever "
         "the current directory; the local instance template is written there on first use. The candle "
-        "store is the embedded PostgreSQL unless KLINE_DATABASE_URL is set. Refuses (exit 1) while "
-        "another dev runs on the same DAGSTER_HOME or a port is taken. Ctrl-C stops all of it.",
+        "store is the embedded PostgreSQL unless KLINE_DATABASE_URL is set. The daemon gets "
+        "DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE=1 (unless set), so a canceled backfill stops queueing "
+        "runs at once. Refuses (exit 1) while another dev runs on the same DAGSTER_HOME or a port is "
+        "taken. Ctrl-C stops all of it.",
     )
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    dev.add_argument("--port", type=int, default=3001, help="port of the Dagster UI (default 3001)")
-    dev.add_argument("--api-port", type=int, default=3000, help="port of the old API (default 3000)")
+    dev.add_argument("--port", type=port_number, default=3001, help="port of the Dagster UI (default 3001)")
+    dev.add_argument("--api-port", type=port_number, default=3000, help="port of the old API (default 3000)")
     dev.add_argument("--no-api", action="store_true", help="do not start the old API")
     dev.set_defaults(func=cmd_dev)
 

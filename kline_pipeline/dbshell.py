@@ -14,11 +14,21 @@ from sqlalchemy.engine import URL, make_url
 
 
 def libpq_url(url: str) -> str:
-    """`url` as libpq (psql, pg_dump) takes it: scheme postgresql://, no driver, no password."""
+    """`url` as libpq (psql, pg_dump) takes it: scheme postgresql://, no driver, no password
+    (neither in the userinfo nor as `?password=`, see `password_of`; nor `?sslpassword=`, which
+    libpq then asks for, as no environment variable can carry it)."""
     parsed = make_url(url)
+    query = {k: v for k, v in parsed.query.items() if k not in ("password", "sslpassword")}
     bare = URL.create("postgresql", username=parsed.username, host=parsed.host, port=parsed.port,
-                      database=parsed.database, query=parsed.query)
+                      database=parsed.database, query=query)
     return bare.render_as_string(hide_password=False)
+
+
+def password_of(url: str) -> str | None:
+    """The password of `url`, from its userinfo or its `?password=` parameter."""
+    parsed = make_url(url)
+    value = parsed.password or parsed.query.get("password")
+    return value if isinstance(value, str) else None
 
 
 def psql_binary() -> str:
@@ -40,7 +50,7 @@ def psql_binary() -> str:
 def psql_invocation(url: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
     """(argv, environment) that run psql on the database of `url` with extra psql `args`."""
     env = dict(os.environ)
-    password = make_url(url).password
+    password = password_of(url)
     if password:
         env["PGPASSWORD"] = password
     return [psql_binary(), libpq_url(url), *args], env

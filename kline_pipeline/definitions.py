@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from kline_pipeline import crash
 from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.checks import raw_checks, rollup_checks
@@ -10,6 +11,10 @@ from kline_pipeline.rollups import rollup_assets
 from kline_pipeline.schedules import live_refresh, live_refresh_job
 from kline_pipeline.sensors import rollup_refresh_sensor
 from kline_pipeline.store import KlineStore
+
+# The code server loading these definitions is what reports a dead run worker: make it say
+# whether memory really was the cause (kline_pipeline/crash.py).
+crash.install()
 
 # Both resources read their environment (KLINE_DATABASE_URL, BYBIT_BASE_URL, BYBIT_CATEGORY)
 # at run time, not here: the same definitions serve the embedded default, a server, and tests.

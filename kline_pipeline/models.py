@@ -26,7 +26,10 @@ def parse_utc_time(value: str, *, name: str) -> datetime:
         raise ValueError(f"{name}: {value!r} is not an ISO 8601 time such as 2025-01-01T00:00:00Z") from None
     if moment.tzinfo is None:
         raise ValueError(f"{name}: {value!r} has no UTC offset; add Z (e.g. 2025-01-01T00:00:00Z)")
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError(f"{name}: {value!r} is outside the years 1-9999 in UTC") from None
 
 
 def from_ms(ms: int) -> datetime:

@@ -2,12 +2,14 @@
 
 import io
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import unquote
 
 import dagster as dg
 import psycopg2
@@ -24,7 +26,10 @@ SCHEMA_LOCK_KEY = 7_415_826_001
 
 
 def normalize_database_url(url: str) -> str:
-    """Force the psycopg2 driver: SQLAlchemy 2.1 maps plain `postgresql://` to psycopg 3."""
+    """Force the psycopg2 driver: SQLAlchemy 2.1 maps plain `postgresql://` to psycopg 3.
+
+    Errors never repeat the URL: it may hold a password.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -33,15 +38,56 @@ def normalize_database_url(url: str) -> str:
         raise ValueError(
             f"unsupported database URL scheme {parsed.drivername!r}: expected postgresql:// or postgresql+psycopg2://"
         )
+    if parsed.host and "@" in parsed.host:
+        # `user:p@ss@host`: the parser takes `p` as the password and `ss@host` as the host, so
+        # the connection would go nowhere and its error would print part of the password.
+        raise ValueError("invalid database URL: its password contains an unescaped '@'; write each '@' "
+                         "in the password as %40 (a password p@ss is written p%40ss)")
     return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***, safe for logs and error messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable database URL>"
+# `password=…`, `sslpassword=…` and `PGPASSWORD=…` in a URL query, a libpq keyword DSN or an
+# environment dump; the value ends at whitespace, `&`, `;` or a `:` that ends a phrase ("at URL:
+# reason") unless quoted.
+_SECRET_SETTING = re.compile(
+    r"""(?i)\b((?:ssl)?password|pgpassword)(\s*=\s*)('(?:[^'\\]|\\.)*'|"[^"]*"|(?:[^\s&;'":]|:(?!\s|$))*)""")
+# The password of a URL's userinfo: from `scheme://user:` to the LAST `@` of the same word, so
+# an unescaped `@` inside the password is hidden too.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*:)\S*@")
+_SECRET_ENV = ("PGPASSWORD", "KLINE_DATABASE_URL", "DAGSTER_PG_URL")
+MIN_SECRET_LENGTH = 4
+"""Known secrets shorter than this are not searched for verbatim (it would mask ordinary text)."""
+
+
+def _known_secrets() -> set[str]:
+    """Passwords configured in this process's environment, as written and URL-decoded."""
+    found: set[str] = set()
+    for name in _SECRET_ENV:
+        value = os.environ.get(name) or ""
+        if name == "PGPASSWORD":
+            found.add(value)
+            continue
+        found.update(m.group(3).strip("'\"") for m in _SECRET_SETTING.finditer(value))
+        userinfo = _URL_PASSWORD.search(value)
+        if userinfo:
+            found.add(value[userinfo.end(1):userinfo.end() - 1])
+    found |= {unquote(s) for s in found}
+    return {s for s in found if len(s) >= MIN_SECRET_LENGTH}
+
+
+def redact_url(text: str) -> str:
+    """`text` (a database URL, a libpq DSN, an error message) with every credential replaced by ***.
+
+    Hides a URL's password (up to the last `@`, so an unescaped `@` in it hides nothing less),
+    `password=`, `sslpassword=` and `PGPASSWORD=` settings (URL query or keyword form), and any
+    verbatim occurrence of a password configured in PGPASSWORD, KLINE_DATABASE_URL or
+    DAGSTER_PG_URL. Everything the project prints about a database goes through here.
+    """
+    text = _SECRET_SETTING.sub(lambda m: f"{m.group(1)}{m.group(2)}***", str(text))
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}***@", text)
+    for secret in sorted(_known_secrets(), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +263,7 @@ class KlineStore(dg.ConfigurableResource):
             raw = engine.raw_connection()
         except (sa.exc.OperationalError, psycopg2.OperationalError) as exc:
             cause = getattr(exc, "orig", None) or exc
-            reason = str(cause).strip().splitlines()[0]
+            reason = redact_url(str(cause).strip().splitlines()[0])  # libpq may quote the DSN
             raise ConnectionError(f"cannot reach the candle database at {redact_url(url)}: {reason}") from None
         try:
             with raw.cursor() as cur:
@@ -292,6 +338,12 @@ class KlineStore(dg.ConfigurableResource):
         """Rows of a read-only query from `sql/`."""
         with self.engine().connect() as conn:
             return [tuple(r) for r in conn.exec_driver_sql(sql_text(sql_file), params)]
+
+    def purge_symbol(self, symbol: str) -> dict[str, int]:
+        """Delete every row of `symbol` (candles, rollups, outages, listing, live state) in one transaction;
+        rows deleted per table. Repeating it deletes nothing more."""
+        with self.engine().begin() as conn:
+            return {table: count for table, count in conn.exec_driver_sql(sql_text("purge_symbol.sql"), {"symbol": symbol})}
 
     def summary(self, *, symbol: str, start: datetime, end: datetime) -> StoredSummary:
         """Count, first/last candle and checksum of the stored 5m candles in [start, end)."""

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +24,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    """Poll `url` until it answers 200, failing early (with the log) if `proc` exits."""
+def wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float, ok: tuple[int, ...] = ()) -> None:
+    """Poll `url` until it answers 200 (or a status in `ok`), failing early (with the log) if `proc` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -33,6 +34,10 @@ def wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError as exc:
+            if exc.code in ok:
+                return
+            time.sleep(0.25)
         except OSError:
             time.sleep(0.25)
     pytest.fail(f"{url} did not answer within {timeout:.0f} s:\n{log.read_text(errors='replace')[-3000:]}")
@@ -62,48 +67,63 @@ def stop_group(proc: subprocess.Popen) -> None:
         return
 
 
+def _stop_live_refresh() -> None:
+    """Stop the live_refresh schedule in the instance of DAGSTER_HOME: it ticks on the wall clock
+    every 5 minutes and would fetch every candle since the test's last stored one into the
+    database the test is checking, whenever a test happens to span a tick."""
+    subprocess.run([sys.executable, "-m", "dagster", "schedule", "stop", "live_refresh", "-w",
+                    str(ROOT / "workspace.yaml")], cwd=ROOT, env=dict(os.environ), check=True,
+                   capture_output=True, timeout=120)
+
+
+@contextmanager
+def _serving(cmd: list[str], log: Path, ready_url: str, timeout: float = 90) -> Iterator[subprocess.Popen]:
+    """Run `cmd` in its own process group until `ready_url` answers; stop the group afterwards."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        wait_for_http(ready_url, proc, log, timeout=timeout)
+        yield proc
+    finally:
+        stop_group(proc)
+
+
 @contextmanager
 def simulator_process(log: Path, *args: str) -> Iterator[str]:
     """The bundled exchange simulator as its own process, as a user would run it; yields its URL."""
     port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kline_pipeline.cli", "simulate-exchange", "--host", "127.0.0.1",
-             "--port", str(port), *args],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/v5/market/time", proc, log, timeout=20)
+    cmd = [sys.executable, "-m", "kline_pipeline.cli", "simulate-exchange", "--host", "127.0.0.1", "--port", str(port), *args]
+    with _serving(cmd, log, f"{url}/v5/market/time", timeout=20):
         yield url
-    finally:
-        stop_group(proc)
 
 
 @contextmanager
 def dagster_dev(log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """`dagster dev` on a free local port with the current environment; yields (base URL, process).
 
-    The live_refresh schedule is stopped first (in the instance of DAGSTER_HOME): it ticks on the
-    wall clock every 5 minutes and would fetch every candle since the test's last stored one into
-    the database the test is checking, whenever a test happens to span a tick.
+    The live_refresh schedule is stopped first (see `_stop_live_refresh`).
     """
-    subprocess.run([sys.executable, "-m", "dagster", "schedule", "stop", "live_refresh", "-w",
-                    str(ROOT / "workspace.yaml")], cwd=ROOT, env=dict(os.environ), check=True,
-                   capture_output=True, timeout=120)
+    _stop_live_refresh()
     port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1",
-             "-p", str(port)],
-            cwd=ROOT, env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base}/server_info", proc, log, timeout=90)
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
+    with _serving(cmd, log, f"{base}/server_info") as proc:
         yield base, proc
-    finally:
-        stop_group(proc)
+
+
+@contextmanager
+def kline_dev(log: Path) -> Iterator[tuple[str, str, subprocess.Popen]]:
+    """`kline-pipeline dev` (UI, daemon and the old API, as a user starts them) on free ports;
+    yields (UI base URL, API base URL, process). The live_refresh schedule is stopped first."""
+    _stop_live_refresh()
+    ui_port, api_port = free_port(), free_port()
+    ui, api = f"http://127.0.0.1:{ui_port}", f"http://127.0.0.1:{api_port}"
+    cmd = [sys.executable, "-m", "kline_pipeline.cli", "dev", "--port", str(ui_port), "--api-port", str(api_port)]
+    with _serving(cmd, log, f"{ui}/server_info") as proc:
+        wait_for_http(f"{api}/api/backfill?type=gaps", proc, log, timeout=60, ok=(400,))
+        yield ui, api, proc
 
 
 def graphql(base: str, query: str, variables: dict | None = None) -> dict:

@@ -237,8 +237,8 @@ def test_the_longest_range_is_configurable(dagster_env, bybit, kline_store, monk
 
 def test_other_paths_and_methods_answer_json(api):
     assert requests.get(f"{api}/api/nothing", timeout=TIMEOUT).json()["error"].startswith("Not Found")
-    response = requests.delete(f"{api}/api/backfill", timeout=TIMEOUT)
-    assert response.status_code == 405 and "POST and GET /api/backfill" in response.json()["error"]
+    response = requests.put(f"{api}/api/backfill", timeout=TIMEOUT)
+    assert response.status_code == 405 and "POST, GET and DELETE /api/backfill" in response.json()["error"]
 
 
 FAKE_DAGSTER = '''#!{python}

@@ -7,6 +7,10 @@ loaded from workspace.yaml; runs execute in their own subprocesses with this tes
 (KLINE_DATABASE_URL = the session database, BYBIT_BASE_URL = the in-process simulator).
 """
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -213,6 +217,31 @@ def test_backfill_without_wait_returns_at_once(dagster_env, backfill_args, capsy
     out = capsys.readouterr().out
     assert "the Dagster daemon runs it" in out and "UI: http://127.0.0.1:3001/runs/b/" in out
     assert len(dagster_env.get_backfills()) == 1
+
+
+def test_ctrl_c_while_following_says_the_backfill_goes_on(dagster_env, backfill_args):
+    # No daemon: the backfill stays REQUESTED and the command keeps following until interrupted.
+    cli = subprocess.Popen([sys.executable, "-m", "kline_pipeline.cli", *backfill_args, "--wait"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    first = cli.stdout.readline()
+    assert first.startswith("launched backfill "), first + cli.stderr.read()
+    backfill_id = first.split()[2].rstrip(":")
+    assert "[..........] materialised 0/7 assets" in cli.stdout.readline() + cli.stdout.readline()
+    cli.send_signal(signal.SIGINT)
+    out, err = cli.communicate(timeout=30)
+    assert cli.returncode == 130 and "Traceback" not in err
+    assert (f"interrupted: only this command stopped; backfill {backfill_id} continues in the Dagster daemon.\n"
+            f"  follow it:  kline-pipeline backfill --follow {backfill_id}\n"
+            f"  in the UI:  http://127.0.0.1:3001/runs/b/{backfill_id}\n"
+            f"  cancel it:  kline-pipeline backfill --cancel {backfill_id}") in err
+    assert dagster_env.get_backfill(backfill_id).status == BulkActionStatus.REQUESTED  # untouched
+
+
+def test_follow_shows_an_existing_backfill_until_it_ends(daemon, dagster_env, backfill_args, capsys):
+    assert main(backfill_args) == 0
+    backfill_id = dagster_env.get_backfills()[0].backfill_id
+    assert run_cli_while_daemon_runs(daemon, dagster_env, ["backfill", "--follow", backfill_id, "--poll-seconds", "0.2"]) == 0
+    assert "COMPLETED_SUCCESS — 14/14 asset partitions materialised" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

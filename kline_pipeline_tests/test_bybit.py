@@ -1,5 +1,6 @@
 """The Bybit client against the simulator over real HTTP."""
 
+import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -94,6 +95,27 @@ def test_transient_fault_then_success(bybit, simulator, fault):
     candles = bybit.fetch_klines(symbol="BTCUSDT", start=JAN1, end=JAN1 + timedelta(days=1), now=NOW)
     assert candles == expected(simulator, "BTCUSDT", JAN1, JAN1 + timedelta(days=1))
     assert [r.fault for r in simulator.kline_requests()] == [fault, None]
+
+
+def test_retried_faults_are_tallied_by_cause_and_logged(bybit, simulator, caplog):
+    simulator.inject("502", "10006", "ok", "502", "badjson", "ok")
+    before = bybit.retried_faults()
+    for day in range(3):  # two faults before each of the first two days succeeds
+        bybit.fetch_klines(symbol="BTCUSDT", start=JAN1 + timedelta(days=day), end=JAN1 + timedelta(days=day + 1), now=NOW)
+    assert bybit.retried_faults() == {"HTTP 502": 2, "retCode 10006": 1, "a body that is not valid JSON": 1}
+    log = logging.getLogger("test_bybit")
+    with caplog.at_level(logging.INFO, logger="test_bybit"):
+        bybit.log_retried_faults(log, since=before)
+        bybit.log_retried_faults(log, since=bybit.retried_faults())  # nothing new: nothing logged
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "Bybit: 4 transient fault(s) retried: HTTP 502 x2, a body that is not valid JSON x1, retCode 10006 x1")]
+
+
+def test_a_fault_that_ends_the_retries_is_not_counted_as_retried(bybit, simulator):
+    simulator.inject(*["502"] * 10)
+    with pytest.raises(BybitUnavailableError):
+        bybit.fetch_klines(symbol="BTCUSDT", start=JAN1, end=JAN1 + timedelta(days=1), now=NOW)
+    assert bybit.retried_faults() == {"HTTP 502": 3}  # 4 attempts: 3 retried, the 4th gave up
 
 
 def test_persistent_502_fails_with_a_clear_message(bybit, simulator):

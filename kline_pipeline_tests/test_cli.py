@@ -97,3 +97,70 @@ def test_a_fresh_dagster_home_gets_the_local_instance_template(dagster_home, dag
         assert instance.event_log_storage.postgres_url == dagster_storage
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 2
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
+
+
+ROLLUPS = ["price_klines_15m", "price_klines_30m", "price_klines_1h", "price_klines_4h", "price_klines_12h", "price_klines_1d"]
+TABLES = ["price_klines", *ROLLUPS, "price_kline_gaps", "price_kline_listings", "price_kline_live_state"]
+
+
+def rows_of(store, symbol: str) -> dict[str, int]:
+    with store.engine().connect() as conn:
+        return {t: conn.exec_driver_sql(f'SELECT count(*) FROM "{t}" WHERE symbol = %(s)s', {"s": symbol}).scalar()
+                for t in TABLES}
+
+
+@pytest.fixture
+def stored_symbols(dagster_home, kline_store, database_url, monkeypatch):
+    """BTCUSDT and ETHUSDT with two days each in every table (an outage recorded for BTCUSDT, a live tick)."""
+    from datetime import date, datetime, timezone
+
+    from kline_pipeline.bybit import BybitClient
+    from kline_pipeline.ingest import ingest_days
+    from kline_pipeline.models import to_ms
+    from kline_pipeline.simulator import BybitSimulator
+    from kline_pipeline_tests.conftest import LISTINGS, NOW
+
+    monkeypatch.setenv("KLINE_DATABASE_URL", database_url)
+    jan1 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    sim = BybitSimulator(instruments=LISTINGS, now_ms=lambda: to_ms(NOW),
+                         outages=[("BTCUSDT", to_ms(jan1) + 3_600_000, to_ms(jan1) + 7_200_000)])
+    sim.start()
+    try:
+        client = BybitClient(base_url=sim.url, requests_per_second=1000.0)
+        for symbol in ("BTCUSDT", "ETHUSDT"):
+            ingest_days(bybit=client, store=kline_store, symbol=symbol, days=[date(2025, 1, 1), date(2025, 1, 2)], now=NOW)
+            for rollup in ROLLUPS:
+                kline_store.refresh_rollup(rollup=rollup, symbol=symbol, start=jan1, end=datetime(2025, 1, 3, tzinfo=timezone.utc))
+            kline_store.record_live_tick(symbol=symbol, at=NOW)
+    finally:
+        sim.stop()
+    assert main(["symbols", "add", "BTCUSDT", "ETHUSDT"]) == 0
+    return kline_store
+
+
+def test_symbols_remove_keeps_the_data_and_purge_deletes_it(stored_symbols, dagster_home, capsys):
+    kept = rows_of(stored_symbols, "BTCUSDT")
+    assert all(kept.values())  # every table holds rows of BTCUSDT
+    capsys.readouterr()
+    assert main(["symbols", "remove", "BTCUSDT"]) == 0
+    assert "BTCUSDT: removed the symbol partition; its stored candles and rollups are kept" in capsys.readouterr().out
+    assert symbols_in(dagster_home) == ["ETHUSDT"] and rows_of(stored_symbols, "BTCUSDT") == kept
+    assert main(["symbols", "remove", "BTCUSDT", "--purge"]) == 0  # the partition is gone already; the data goes now
+    assert kept["price_klines"] == 2 * 288 - 12 and kept["price_kline_gaps"] == 1  # the outage hour has no candles
+    assert capsys.readouterr().out == ("BTCUSDT: no symbol partition to remove; rows deleted: "
+                                       + ", ".join(f"{table} {count}" for table, count in kept.items()) + "\n")
+    assert rows_of(stored_symbols, "BTCUSDT") == dict.fromkeys(TABLES, 0)
+    ethusdt = rows_of(stored_symbols, "ETHUSDT")
+    assert main(["symbols", "remove", "ETHUSDT", "--purge"]) == 0
+    assert symbols_in(dagster_home) == [] and rows_of(stored_symbols, "ETHUSDT") == dict.fromkeys(TABLES, 0)
+    assert ethusdt["price_klines"] == 576
+
+
+def test_symbols_remove_is_refused_while_a_backfill_works_on_it(stored_symbols, dagster_home, capsys):
+    assert main(["backfill", "--symbol", "ETHUSDT", "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-02T00:00:00Z"]) == 0
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        backfill_id = instance.get_backfills()[0].backfill_id
+    before = rows_of(stored_symbols, "ETHUSDT")
+    assert main(["symbols", "remove", "ETHUSDT", "--purge"]) == 2
+    assert f"'ETHUSDT' is still being worked on by backfill {backfill_id}; cancel" in capsys.readouterr().err
+    assert symbols_in(dagster_home) == ["BTCUSDT", "ETHUSDT"] and rows_of(stored_symbols, "ETHUSDT") == before

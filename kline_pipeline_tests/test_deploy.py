@@ -29,6 +29,7 @@ from dagster._core.instance.config import dagster_instance_config
 from kline_pipeline import store as store_module
 from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.bybit import BybitClient
+from kline_pipeline.cancel import DAEMON_ENV
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.rollups import rollup_assets
 from kline_pipeline.simulator import BybitSimulator
@@ -228,6 +229,8 @@ def test_helm_values_deploy_the_documented_topology():
     assert "KLINE_DATABASE_URL" not in env and deployment["envSecrets"]  # the URL carries a password
 
     daemon = values["dagsterDaemon"]
+    # The daemon's environment makes a canceled backfill stop queueing runs (as `kline-pipeline dev` does).
+    assert {e["name"]: e["value"] for e in daemon["env"]} == DAEMON_ENV
     coordinator = daemon["runCoordinator"]
     assert coordinator["enabled"] is True and coordinator["type"] == "QueuedRunCoordinator"
     assert coordinator["config"]["queuedRunCoordinator"]["maxConcurrentRuns"] >= 1

@@ -109,7 +109,7 @@ def test_gaps_command_text_json_and_exit_codes(cli_env, bybit, simulator, capsys
 @pytest.mark.parametrize(
     ("start", "end", "symbol", "message"),
     [
-        ("2025-01-02T00:00:00Z", "2025-01-01T00:00:00Z", "BTCUSDT", "is not before end"),
+        ("2025-01-02T00:00:00Z", "2025-01-01T00:00:00Z", "BTCUSDT", "--end: end 2025-01-01T00:00:00+00:00 must be after start"),
         ("2025-01-01", "2025-01-02T00:00:00Z", "BTCUSDT", "--start: '2025-01-01' has no UTC offset"),
         ("yesterday", "2025-01-02T00:00:00Z", "BTCUSDT", "--start: 'yesterday' is not an ISO 8601 time"),
         ("2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z", "btc-usdt", "invalid symbol 'btc-usdt'"),

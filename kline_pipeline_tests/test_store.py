@@ -46,6 +46,39 @@ def test_redacted_url_hides_the_password():
     assert "me:***@db.example" in redact_url("postgresql://me:s3cret@db.example:5432/kline")
 
 
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        ("postgresql://me:s3cret@db:5432/kline", "postgresql://me:***@db:5432/kline"),
+        # An unescaped @ in the password: everything up to the last @ is hidden.
+        ("postgresql://me:s3c@ret@db:5432/kline", "postgresql://me:***@db:5432/kline"),
+        ("postgresql://me@db/kline?password=s3cret&sslmode=require", "postgresql://me@db/kline?password=***&sslmode=require"),
+        ("postgresql://me@db/kline?sslmode=require&sslpassword=keyPass1", "postgresql://me@db/kline?sslmode=require&sslpassword=***"),
+        ("host=db user=me password='s3 cret' dbname=kline", "host=db user=me password=*** dbname=kline"),
+        ("PGPASSWORD=s3cret psql -h db", "PGPASSWORD=*** psql -h db"),
+        ("cannot reach postgresql://me@db/k?password=a:b: refused", "cannot reach postgresql://me@db/k?password=***: refused"),
+        ('password authentication failed for user "me"', 'password authentication failed for user "me"'),
+    ],
+    ids=["userinfo", "unescaped @", "query password", "sslpassword", "libpq keyword", "PGPASSWORD", "in a message",
+         "no credential"],
+)
+def test_every_form_of_credential_is_redacted(text, wanted):
+    assert redact_url(text) == wanted
+
+
+def test_configured_passwords_are_hidden_wherever_they_appear(monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", "envSecret42")
+    monkeypatch.setenv("KLINE_DATABASE_URL", "postgresql://me:url%40Secret@db/kline")
+    assert redact_url("driver said: envSecret42 / url@Secret / url%40Secret") == "driver said: *** / *** / ***"
+
+
+def test_an_unescaped_at_in_the_password_is_refused_without_echoing_it():
+    with pytest.raises(ValueError) as info:
+        normalize_database_url("postgresql://me:s3c@ret@db:5432/kline")
+    assert "unescaped '@'" in str(info.value) and "%40" in str(info.value)
+    assert "s3c" not in str(info.value) and "ret@db" not in str(info.value)
+
+
 def test_unreachable_database_names_the_url_without_its_password():
     store = KlineStore(database_url="postgresql://kline:hunter2@127.0.0.1:1/kline")
     with pytest.raises(ConnectionError) as info:

@@ -1,13 +1,19 @@
-"""Two overlapping backfills at once: no deadlock, no duplicates, exact data, one shared request budget."""
+"""Overlapping work at once: two backfills (no deadlock, no duplicates, exact data, one shared
+request budget) and fifty identical API requests (one backfill)."""
 
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 
+import dagster as dg
+import requests
+
+from kline_pipeline.api import create_app
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.ingest import ingest_days
 from kline_pipeline.models import to_ms
 from kline_pipeline_tests.conftest import NOW
+from kline_pipeline_tests.test_api import serve
 
 UTC = timezone.utc
 JAN1 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -51,3 +57,27 @@ def test_overlapping_backfills_converge_without_deadlock_within_one_budget(kline
     ledger.record("concurrency", "two overlapping backfills of one symbol at once (days 1-20 and 11-30)",
                   f"both finished, {total} rows = {distinct} distinct candles, exact; {len(arrivals)} requests "
                   f"at most {busiest} in any second (budget {RATE:g}/s + burst)", duplicates=total - distinct)
+
+
+def test_fifty_identical_posts_at_once_create_one_backfill(kline_store, bybit, frozen_clock, ledger):
+    body = {"symbol": "BTCUSDT", "start": "2025-01-01T00:00:00Z", "end": "2025-02-01T00:00:00Z"}
+    barrier = threading.Barrier(50)
+    answers: list[requests.Response] = []
+
+    def client() -> None:
+        barrier.wait()  # all 50 requests leave together
+        answers.append(requests.post(f"{url}/api/backfill", json=body, timeout=60))
+
+    with dg.instance_for_test() as instance:
+        with serve(create_app(instance=instance, bybit=bybit, store=kline_store)) as url:
+            threads = [threading.Thread(target=client) for _ in range(50)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+        backfills = instance.get_backfills()
+    codes = sorted(a.status_code for a in answers)
+    assert len(answers) == 50 and codes == [200] * 49 + [202]
+    assert len(backfills) == 1 and {a.json()["backfill_id"] for a in answers} == {backfills[0].backfill_id}
+    ledger.record("concurrency", "50 identical POST /api/backfill at the same moment (a client retrying, many "
+                  "scripts)", "1 backfill created (one 202, 49 x 200 with its id `reused`)", duplicates=len(backfills) - 1)

@@ -1,5 +1,6 @@
 """Exchange faults: a flaky exchange loses nothing; a failing one fails loudly and commits whole days only."""
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -39,6 +40,7 @@ def test_one_request_in_five_failing_loses_and_duplicates_nothing(kline_store, m
         # A 1 s timeout makes the 2 s stall a real timeout, as a 20 s stall is for the default 10 s.
         bybit = BybitClient(base_url=sim.url, timeout_seconds=1.0, backoff_base_seconds=0.05,
                             backoff_max_seconds=0.2, requests_per_second=1000.0)
+        tallies: list[str] = []
         with dg.instance_for_test() as instance:
             instance.add_dynamic_partitions(symbols_partitions.name, ["BTCUSDT", "ETHUSDT"])
             for symbol in ("BTCUSDT", "ETHUSDT"):
@@ -49,9 +51,16 @@ def test_one_request_in_five_failing_loses_and_duplicates_nothing(kline_store, m
                     tags={"dagster/asset_partition_range_start": f"2025-01-01|{symbol}",
                           "dagster/asset_partition_range_end": f"{last}|{symbol}"})
                 assert result.success
+                tallies += [e.user_message for e in instance.all_logs(result.run_id)
+                            if e.step_key == "price_klines_5m" and e.user_message.startswith("Bybit: ")]
         faults = [r.fault for r in sim.requests if r.fault]
         lost = duplicates = 0
         assert set(faults) == set(MIXED)  # every kind of fault really happened
+        # Each run's log says how many faults its step retried, and why (every one was retried).
+        counted = [re.fullmatch(r"Bybit: (\d+) transient fault\(s\) retried: (.+)", t) for t in tallies]
+        assert len(counted) == 2 and all(counted) and sum(int(m.group(1)) for m in counted) == len(faults)
+        causes = {c.rsplit(" x", 1)[0] for m in counted for c in m.group(2).split(", ")}
+        assert {"HTTP 502", "retCode 10006", "timeout", "a body that is not valid JSON"} <= causes
         for symbol in ("BTCUSDT", "ETHUSDT"):
             want = [tuple(r) for r in sim.candles(symbol, to_ms(JAN1), to_ms(JAN1 + timedelta(days=DAYS)))]
             got = stored_rows(kline_store, symbol)
@@ -68,7 +77,8 @@ def test_one_request_in_five_failing_loses_and_duplicates_nothing(kline_store, m
     finally:
         sim.stop()
     ledger.record("exchange", f"1 request in 5 failing ({', '.join(MIXED)}), {DAYS} days x 2 symbols through "
-                  "Dagster", f"{len(faults)} faults retried; all {2 * DAYS * 288} candles exact; 1d rollup equals "
+                  "Dagster", f"{len(faults)} faults retried, each run's log naming its count and causes "
+                  f"({tallies[0]}); all {2 * DAYS * 288} candles exact; 1d rollup equals "
                   "Bybit-style daily candles", rows_lost=lost, duplicates=duplicates)
 
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 import psutil
 
+from kline_pipeline import crash
 from kline_pipeline.cli import _default_dagster_home
 from kline_pipeline.models import to_ms
 from kline_pipeline.partitions import symbols_partitions
@@ -66,6 +67,12 @@ def test_a_killed_run_is_failed_and_a_relaunch_converges(tmp_path, monkeypatch, 
                 "the killed run to be marked failed")
             assert all(r["status"] != "SUCCESS" or r["runId"] not in {k["runId"] for k in killed}
                        for r in backfill(base, first)["runs"])
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                said = [e.message for k in killed for e in instance.all_logs(k["runId"]) if "SIGKILL" in (e.message or "")]
+            # Not blamed on memory: the kernel's OOM count did not move (kline_pipeline/crash.py).
+            assert said and not any("running out of memory" in m for m in said), said
+            reason = "from outside the run" if crash.oom_kills() is not None else "this system does not report which"
+            assert all("killed with signal 9 (SIGKILL)" in m and reason in m for m in said), said
             second = launch(base)
             wait_until(lambda: backfill(base, second)["status"] == "COMPLETED_SUCCESS", 180, "the relaunch")
     reference = BybitSimulator()  # the same deterministic exchange: what an uninterrupted run stores
@@ -79,6 +86,7 @@ def test_a_killed_run_is_failed_and_a_relaunch_converges(tmp_path, monkeypatch, 
     assert [tuple(r) for r in got] == [tuple(r) for r in want]
     ledger.record("killed run", f"SIGKILL of the run worker mid-backfill ({DAYS} days, after "
                   f"{sum(counts) // 288} days were committed), then a relaunch",
-                  f"only whole days at the kill; {len(killed)} killed run(s) shown as FAILURE; the relaunch "
+                  f"only whole days at the kill; {len(killed)} killed run(s) shown as FAILURE, said to be killed "
+                  f"from outside, not for memory; the relaunch "
                   f"stored exactly the {DAYS * 288} candles of an uninterrupted run",
                   rows_lost=lost, duplicates=duplicates)

@@ -1,0 +1,75 @@
+"""Cancelling a backfill through the old API (DELETE) and the CLI (`backfill --cancel`), with the
+daemon driven in-process (see test_backfills): queued runs are canceled at once, the daemon then
+marks the backfill CANCELED, and a second cancel says there is nothing left to do. Under
+`kline-pipeline dev`, with runs busy fetching, see reliability/test_cancel.py."""
+
+import logging
+
+import requests
+from dagster._core.storage.dagster_run import DagsterRunStatus
+from dagster._daemon.backfill import execute_backfill_iteration
+
+from kline_pipeline.cli import main
+from kline_pipeline_tests.test_api import api, get, post  # noqa: F401 (fixture)
+from kline_pipeline_tests.test_backfills import all_done, daemon, dagster_env, drive_daemon  # noqa: F401
+
+JAN = {"symbol": "BTCUSDT", "start": "2025-01-01T00:00:00Z", "end": "2025-01-03T00:00:00Z"}
+
+
+def queue_runs(daemon, instance) -> list:
+    """One backfill-daemon iteration: the backfill's runs are created and QUEUED, none launched."""
+    list(execute_backfill_iteration(daemon, logging.getLogger("test_cancel")))
+    return instance.get_runs()
+
+
+def delete(api: str, **params: str) -> requests.Response:
+    return requests.delete(f"{api}/api/backfill", params=params, timeout=15)
+
+
+def test_delete_cancels_queued_runs_and_the_daemon_ends_it_canceled(api, dagster_env, daemon):
+    backfill_id = post(api, JAN).json()["backfill_id"]
+    [run] = queue_runs(daemon, dagster_env)
+    assert run.status == DagsterRunStatus.QUEUED
+    response = delete(api, id=backfill_id)
+    assert response.status_code == 202
+    assert response.json() == {"backfill_id": backfill_id, "status": "CANCELING", "queued_runs_canceled": 1,
+                               "runs_terminated": 0, "already_finished": False}
+    assert dagster_env.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED  # at once, not a loop later
+    drive_daemon(daemon, until=all_done(dagster_env))
+    assert get(api, type="status", id=backfill_id).json()["status"] == "CANCELED"
+    again = delete(api, id=backfill_id)
+    assert again.status_code == 200 and again.json()["already_finished"] is True
+    assert [r.status for r in dagster_env.get_runs()] == [DagsterRunStatus.CANCELED]  # nothing launched after
+
+
+def test_delete_refuses_a_bad_or_unknown_id(api, dagster_env):
+    missing, bad, unknown = delete(api), delete(api, id="../etc"), delete(api, id="nosuchid")
+    assert (missing.status_code, bad.status_code, unknown.status_code) == (400, 400, 404)
+    assert "id is required" in missing.json()["error"] and "'../etc' is not a backfill id" in bad.json()["error"]
+    assert unknown.json() == {"error": "no backfill with id 'nosuchid'", "field": "id"}
+
+
+def test_the_cli_cancels_and_waits_for_canceled(dagster_env, daemon, capsys):
+    assert main(["backfill", "--symbol", JAN["symbol"], "--start", JAN["start"], "--end", JAN["end"]]) == 0
+    backfill_id = dagster_env.get_backfills()[0].backfill_id
+    queue_runs(daemon, dagster_env)
+    capsys.readouterr()
+    assert main(["backfill", "--cancel", backfill_id]) == 0
+    out = capsys.readouterr().out
+    assert f"backfill {backfill_id}: CANCELING; 1 queued run(s) canceled, 0 running run(s) told to stop" in out
+    drive_daemon(daemon, until=all_done(dagster_env))
+    assert main(["backfill", "--cancel", backfill_id, "--wait"]) == 0
+    assert f"backfill {backfill_id} had already ended (CANCELED); nothing to cancel" in capsys.readouterr().out
+
+
+def test_the_cli_refuses_bad_cancel_and_follow_arguments(dagster_env, capsys):
+    cases = [
+        (["backfill", "--cancel", "nosuchid"], "--cancel: no backfill with id 'nosuchid'"),
+        (["backfill", "--follow", "a b"], "--follow: id 'a b' is not a backfill id"),
+        (["backfill", "--cancel", "abc", "--symbol", "BTCUSDT"], "--cancel takes a backfill id only, not --symbol"),
+        (["backfill", "--symbol", "BTCUSDT", "--start", "2025-01-01T00:00:00Z"], "--end is required to launch"),
+    ]
+    for argv, words in cases:
+        assert main(argv) == 2, argv
+        assert words in capsys.readouterr().err
+    assert dagster_env.get_backfills() == []
