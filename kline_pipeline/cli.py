@@ -141,20 +141,32 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from kline_pipeline.simulator import parse_instrument_spec, parse_outage_spec, run_simulator
+    from kline_pipeline.simulator import (
+        DEFAULT_INSTRUMENTS,
+        parse_delisting_spec,
+        parse_instrument_spec,
+        parse_outage_spec,
+        run_simulator,
+    )
     from kline_pipeline.simulator.faults import validate_fault
+    from kline_pipeline.simulator.market import MarketModel
 
     kinds = [k for k in args.fail_kinds.split(",") if k] if args.fail_kinds else []
     try:
         instruments = dict(parse_instrument_spec(s) for s in args.instrument) if args.instrument else None
         outages = [parse_outage_spec(s) for s in args.outage]
+        delistings = dict(parse_delisting_spec(s) for s in args.delist)
         for kind in kinds:
             validate_fault(kind)
+        model = MarketModel(instruments or DEFAULT_INSTRUMENTS, delistings)  # names an unknown symbol
+        for key, start_ms, end_ms in outages:
+            model.add_outage(key, start_ms, end_ms)
     except ValueError as exc:
         return _fail(str(exc))
     run_simulator(
         host=args.host, port=args.port, instruments=instruments, outages=outages,
-        fail_every=args.fail_every, fail_kinds=kinds,
+        fail_every=args.fail_every, fail_kinds=kinds, delistings=delistings,
+        clock_skew_ms=round(args.clock_skew * 1000),
     )
     return 0
 
@@ -178,6 +190,17 @@ def _positive_seconds(text: str) -> float:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0, e.g. 2")
+    return value
+
+
+def _finite_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds, of either sign, within a day (a clock skew)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and abs(value) <= 86_400):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between -86400 and 86400, e.g. -2")
     return value
 
 
@@ -289,14 +312,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sim.add_argument("--port", type=port_number, default=8765, help="port (default 8765)")
-    sim.add_argument("--instrument", action="append", default=[], metavar="SYMBOL:LISTED",
-                     help="list a symbol from a UTC date/time, e.g. NEWUSDT:2025-01-15 (repeatable; "
+    sim.add_argument("--instrument", action="append", default=[], metavar="[CATEGORY:]SYMBOL:LISTED",
+                     help="list a symbol from a UTC date/time, e.g. NEWUSDT:2025-01-15 (every category) or "
+                     "spot:NEWUSDT:2025-01-15 (spot only, its own prices) (repeatable; "
                      "default BTCUSDT, ETHUSDT, SOLUSDT)")
+    sim.add_argument("--delist", action="append", default=[], metavar="[CATEGORY:]SYMBOL:TIME",
+                     help="the symbol settles (status Delivering) in the day before TIME and is Closed, "
+                     "without candles, from TIME on, e.g. LUNAUSDT:2022-05-13 (repeatable)")
+    sim.add_argument("--clock-skew", type=_finite_seconds, default=0.0, metavar="SECONDS",
+                     help="the exchange's clock runs SECONDS ahead of this machine's (negative: behind); "
+                     "every reply's `time` and Timenow header carry it")
     sim.add_argument("--outage", action="append", default=[], metavar="SYMBOL:START/END",
                      help="a span without candles, e.g. BTCUSDT:2025-01-10T00:00Z/2025-01-10T06:00Z (repeatable)")
     sim.add_argument("--fail-every", type=_at_least_one, default=None, metavar="N", help="fail every Nth request")
     sim.add_argument("--fail-kinds", default="", metavar="K1,K2",
-                     help="faults to cycle through: 10006,10000,10016,429,502,403,badjson,truncated,slow:SECONDS")
+                     help="faults to cycle through: 10006,10000,10016,5004,10018,429,502,403,badjson,truncated,"
+                     "slow:SECONDS")
     sim.set_defaults(func=cmd_simulate)
 
     return parser

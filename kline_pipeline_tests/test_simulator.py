@@ -384,7 +384,7 @@ def test_inject_queue_order_and_validation(sim: BybitSimulator, http: requests.S
         sim.inject("nonsense")
     with pytest.raises(ValueError, match="slow:x"):
         sim.inject("slow:x")
-    assert set(FAULT_KINDS) == {"10006", "10000", "10016", "10001", "429", "502", "403",
+    assert set(FAULT_KINDS) == {"10006", "10000", "10016", "5004", "10018", "10001", "429", "502", "403",
                                 "badjson", "truncated", "slow"}
 
 

@@ -17,7 +17,7 @@ Typical use in a test::
 from .faults import DEFAULT_FAIL_KINDS, FAULT_KINDS
 from .market import INTERVAL_MS
 from .server import DEFAULT_INSTRUMENTS, BybitSimulator, RequestRecord, run_simulator
-from .specs import parse_instrument_spec, parse_outage_spec
+from .specs import parse_delisting_spec, parse_instrument_spec, parse_outage_spec
 
 __all__ = [
     "DEFAULT_FAIL_KINDS",
@@ -26,6 +26,7 @@ __all__ = [
     "INTERVAL_MS",
     "BybitSimulator",
     "RequestRecord",
+    "parse_delisting_spec",
     "parse_instrument_spec",
     "parse_outage_spec",
     "run_simulator",

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from .faults import envelope
 from .market import INTERVAL_MS, MarketModel, to_row
 
-CATEGORIES = ("spot", "linear", "inverse")
+from .market import CATEGORIES
+
+STATUSES = ("PreLaunch", "Trading", "Delivering", "Closed")
 _QUOTE_COINS = ("USDT", "USDC", "USD", "BTC", "ETH", "EUR")
 
 
@@ -55,14 +57,19 @@ def kline(model: MarketModel, params: dict[str, str], now_ms: int) -> dict[str, 
     """``GET /v5/market/kline``."""
     category = _category(params)
     symbol = params.get("symbol", "")
-    if symbol not in model.instruments:  # exact, case-sensitive, like Bybit
+    key = model.resolve(category, symbol)  # exact, case-sensitive, per category, like Bybit
+    if key is None:
         raise ApiError("Not supported symbols")
     interval = params.get("interval", "")
     if interval not in INTERVAL_MS:
         raise ApiError("Invalid period!")
     start, end = _int_param(params, "start"), _int_param(params, "end")
+    # Modelled pessimistically: a 0 is taken as "not given" (a falsy check on the server), so
+    # start=0 asks for the LATEST candles, not the oldest: a listing probe must not send it.
+    start = start or None
+    end = end or None
     limit = _limit(params, 200)
-    rows = [to_row(c) for c in model.kline(symbol, interval, start, end, limit, now_ms)]
+    rows = [to_row(c) for c in model.kline(key, interval, start, end, limit, now_ms)]
     return envelope(0, "OK", {"symbol": symbol, "category": category, "list": rows}, now_ms)
 
 
@@ -73,15 +80,16 @@ def _coins(symbol: str) -> tuple[str, str]:
     return symbol, ""
 
 
-def _instrument(symbol: str, launch_ms: int, category: str) -> dict[str, object]:
+def _instrument(symbol: str, launch_ms: int, category: str, status: str, delivery_ms: int | None) -> dict[str, object]:
     base, quote = _coins(symbol)
     item: dict[str, object] = {"symbol": symbol}
     if category != "spot":
         item["contractType"] = "LinearPerpetual" if category == "linear" else "InversePerpetual"
-    item.update({"status": "Trading", "baseCoin": base, "quoteCoin": quote})
+    item.update({"status": status, "baseCoin": base, "quoteCoin": quote})
     if category != "spot":
-        # Spot instruments on Bybit carry no launchTime: a client must not rely on it there.
-        item.update({"launchTime": str(launch_ms), "deliveryTime": "0", "priceScale": "2"})
+        # Spot instruments on Bybit carry no launchTime nor deliveryTime: a client must not rely
+        # on them there. "0" is Bybit's deliveryTime of a perpetual that is not being delisted.
+        item.update({"launchTime": str(launch_ms), "deliveryTime": str(delivery_ms or 0), "priceScale": "2"})
     item["priceFilter"] = {"tickSize": "0.01"}
     return item
 
@@ -106,15 +114,20 @@ def instruments_info(model: MarketModel, params: dict[str, str], now_ms: int) ->
     """``GET /v5/market/instruments-info`` with opaque-cursor pagination."""
     category = _category(params)
     limit = _limit(params, 500)
-    symbols = sorted(model.instruments)
+    keys = model.keys_in(category)
+    # Like Bybit: without a status filter only Trading instruments are listed, so a delisted,
+    # settling or not yet launched symbol is found only by asking for its status.
+    wanted = params.get("status") or "Trading"
+    if wanted not in STATUSES:
+        raise ApiError(f"params error: status must be one of {', '.join(STATUSES)}, got {wanted!r}")
+    symbols = [s for s, key in keys.items() if model.status(key, now_ms) == wanted]
     if params.get("symbol"):
         symbols = [s for s in symbols if s == params["symbol"]]
-    if params.get("status") and params["status"] != "Trading":
-        symbols = []  # every simulated instrument is trading
     offset = _decode_cursor(params["cursor"]) if params.get("cursor") else 0
     page = symbols[offset: offset + limit]
     next_cursor = _encode_cursor(offset + limit) if offset + limit < len(symbols) else ""
-    items = [_instrument(s, model.instruments[s], category) for s in page]
+    items = [_instrument(s, model.instruments[keys[s]], category, wanted, model.deliveries.get(keys[s]))
+             for s in page]
     return envelope(0, "OK", {"category": category, "list": items, "nextPageCursor": next_cursor}, now_ms)
 
 

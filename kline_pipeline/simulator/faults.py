@@ -3,7 +3,8 @@
 Each fault kind maps to a canned HTTP response.  They mirror what production
 traffic actually shows: rate limiting in its three guises (retCode 10006, HTTP
 429, HTTP 403 from the CDN), transient server errors (10000, 10016, 502),
-a parameter error, garbage bodies and a hanging server.
+a parameter error, garbage bodies and a hanging server; and Bybit's v5 server
+timeout (retCode 5004) and IP rate limit (retCode 10018, with reset headers).
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import time
 from dataclasses import dataclass, field
 
 FAULT_KINDS: tuple[str, ...] = (
-    "10006", "10000", "10016", "10001", "429", "502", "403", "badjson", "truncated", "slow",
+    "10006", "10000", "10016", "5004", "10018", "10001", "429", "502", "403", "badjson", "truncated", "slow",
 )
+
+IP_LIMIT_RESET_MS = 1000
+"""How far ahead of the exchange's clock a 10018 answer's X-Bapi-Limit-Reset-Timestamp lies."""
 
 # Faults used by ``fail_every`` when no kinds are given: the transient ones a
 # well-behaved client retries.  "10001" (a client bug on real Bybit), the
@@ -27,6 +31,8 @@ _RET_CODES: dict[str, tuple[int, str]] = {
     "10006": (10006, "Too many visits!"),
     "10000": (10000, "Server Timeout"),
     "10016": (10016, "Server error"),
+    "5004": (5004, "Server Timeout"),
+    "10018": (10018, "Exceeded the IP Rate Limit"),
     "10001": (10001, "params error"),
 }
 
@@ -103,6 +109,11 @@ def fault_response(kind: str, normal: Response | None, now_ms: int) -> Response:
             past = int(time.time() * 1000) - 1000
             headers = {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit": "600",
                        "X-Bapi-Limit-Reset-Timestamp": str(past)}
+        elif kind == "10018":
+            # The IP limit's reset time on the exchange's clock (as Bybit stamps it): a client
+            # that waits less is refused again, one whose clock differs must not mis-time it.
+            headers = {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit": "600",
+                       "X-Bapi-Limit-Reset-Timestamp": str(now_ms + IP_LIMIT_RESET_MS)}
         return Response(200, json_body(envelope(code, msg, {}, now_ms)), headers=headers)
     if kind == "429":
         return Response(429, json_body(envelope(10006, "Too many visits!", {}, now_ms)))

@@ -115,11 +115,23 @@ class _SymbolModel:
     phases: tuple[float, ...]
 
 
-def _make_model(symbol: str) -> _SymbolModel:
+CATEGORIES = ("spot", "linear", "inverse")
+
+
+def split_key(key: str) -> tuple[str | None, str]:
+    """``"spot:BTCUSDT"`` -> ``("spot", "BTCUSDT")``; a plain ``"BTCUSDT"`` -> ``(None, "BTCUSDT")``
+    (listed in every category, one series: how the simulator always behaved)."""
+    head, sep, rest = key.partition(":")
+    return (head, rest) if sep and head in CATEGORIES else (None, key)
+
+
+def _make_model(key: str) -> _SymbolModel:
     # zlib.crc32 rather than hash(): str hashing is randomised per process and
-    # the series must be identical across processes and runs.
-    seed = _mix64(zlib.crc32(symbol.encode()))
-    base = _BASE_PRICE.get(symbol, 50 + seed % 50_000)
+    # the series must be identical across processes and runs. The seed is the whole key, so
+    # spot:BTCUSDT trades at other prices than BTCUSDT (a test can tell the markets apart);
+    # the price level comes from the bare symbol.
+    seed = _mix64(zlib.crc32(key.encode()))
+    base = _BASE_PRICE.get(split_key(key)[1], 50 + seed % 50_000)
     # Periods from ~1.1 years down to ~7 hours: a long cycle, a "month" swing,
     # a few-day swing and an intraday one.  Phases differ per symbol.
     periods_days = (400.0, 23.0, 3.7, 0.29)
@@ -137,9 +149,13 @@ class MarketModel:
     Thread-safe: the outage table is replaced copy-on-write, so readers never lock.
     """
 
-    def __init__(self, instruments: Mapping[str, int]) -> None:
+    def __init__(self, instruments: Mapping[str, int], delistings: Mapping[str, int] | None = None) -> None:
+        # Keys are "SYMBOL" (every category) or "category:SYMBOL" (that category only, its own series).
         self.instruments: dict[str, int] = dict(instruments)
         self._models = {sym: _make_model(sym) for sym in self.instruments}
+        self.deliveries: dict[str, int] = {}
+        for key, delivery_ms in (delistings or {}).items():
+            self.delist(key, delivery_ms)
         self._outages: dict[str, tuple[tuple[int, int], ...]] = {}
         self._lock = threading.Lock()
 
@@ -168,6 +184,43 @@ class MarketModel:
     def outages(self, symbol: str) -> tuple[tuple[int, int], ...]:
         """Merged outage spans of ``symbol``, sorted."""
         return self._outages.get(symbol, ())
+
+    def delist(self, key: str, delivery_ms: int) -> None:
+        """``key`` stops trading at ``delivery_ms`` (Bybit's deliveryTime): no candle opens at or after it."""
+        if key not in self.instruments:
+            raise ValueError(f"unknown symbol to delist: {key!r} (listed: {', '.join(sorted(self.instruments))})")
+        if delivery_ms <= self.instruments[key]:
+            raise ValueError(f"delisting of {key!r} at {delivery_ms} ms is not after its listing {self.instruments[key]} ms")
+        self.deliveries[key] = int(delivery_ms)
+
+    def resolve(self, category: str, symbol: str) -> str | None:
+        """The key serving ``symbol`` in ``category``: its own ``category:SYMBOL`` first, else a plain one."""
+        own = f"{category}:{symbol}"
+        if own in self.instruments:
+            return own
+        return symbol if symbol in self.instruments else None
+
+    def keys_in(self, category: str) -> dict[str, str]:
+        """Symbol -> key of every instrument listed in ``category``."""
+        symbols = {symbol for cat, symbol in map(split_key, self.instruments) if cat in (None, category)}
+        return {symbol: key for symbol in sorted(symbols) if (key := self.resolve(category, symbol))}
+
+    def status(self, key: str, now_ms: int) -> str:
+        """Bybit's instrument status at ``now_ms``: PreLaunch before the listing, Delivering in the
+        day before the delisting (settling), Closed from it on, else Trading."""
+        delivery = self.deliveries.get(key)
+        if now_ms < self.instruments[key]:
+            return "PreLaunch"
+        if delivery is not None and now_ms >= delivery:
+            return "Closed"
+        if delivery is not None and now_ms >= delivery - DAY_MS:
+            return "Delivering"
+        return "Trading"
+
+    def last_open(self, symbol: str) -> int | None:
+        """Open time of the last 5m candle before the delisting, None while it trades."""
+        delivery = self.deliveries.get(symbol)
+        return None if delivery is None else align_up(delivery, FIVE_MIN_MS) - FIVE_MIN_MS
 
     def first_open(self, symbol: str) -> int:
         """Open time of the first 5m candle: the one containing the launch time."""
@@ -256,6 +309,9 @@ class MarketModel:
         """
         lo5 = max(lo_b, self.first_open(symbol))
         hi5 = min(hi_b + step - FIVE_MIN_MS, cap5)
+        last_open = self.last_open(symbol)
+        if last_open is not None:
+            hi5 = min(hi5, last_open)  # nothing trades after the delisting
         if lo5 > hi5:
             return []
         runs = self._present_runs(symbol, lo5, hi5)

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -51,10 +51,12 @@ class BybitSimulator:
     def __init__(self, *, instruments: dict[str, int] | None = None,
                  outages: Iterable[tuple[str, int, int]] = (),
                  now_ms: Callable[[], int] | None = None,
-                 fail_every: int | None = None, fail_kinds: Sequence[str] = ()) -> None:
+                 fail_every: int | None = None, fail_kinds: Sequence[str] = (),
+                 delistings: dict[str, int] | None = None, clock_skew_ms: int = 0) -> None:
         if fail_every is not None and fail_every < 1:
             raise ValueError(f"fail_every must be >= 1, got {fail_every}")
-        self.model = MarketModel(DEFAULT_INSTRUMENTS if instruments is None else instruments)
+        self.model = MarketModel(DEFAULT_INSTRUMENTS if instruments is None else instruments, delistings)
+        self._skew_ms = int(clock_skew_ms)
         for symbol, start_ms, end_ms in outages:
             self.model.add_outage(symbol, start_ms, end_ms)
         self._clock = now_ms or _wall_clock_ms
@@ -123,10 +125,20 @@ class BybitSimulator:
         with self._lock:
             self._fixed_now = None if ms is None else int(ms)
 
+    def set_clock_skew(self, ms: int) -> None:
+        """The exchange's clock runs ``ms`` ahead of the caller's (negative: behind)."""
+        with self._lock:
+            self._skew_ms = int(ms)
+
     def now(self) -> int:
-        """Current simulator time in epoch ms."""
+        """The exchange's time in epoch ms: the caller's clock (fixed or not) plus the skew.
+        Every reply carries it (``time`` and the ``Timenow`` header), as Bybit's do."""
         fixed = self._fixed_now
-        return fixed if fixed is not None else int(self._clock())
+        return (fixed if fixed is not None else int(self._clock())) + self._skew_ms
+
+    def delist(self, key: str, delivery_ms: int) -> None:
+        """``key`` ("SYMBOL" or "category:SYMBOL") settles and stops trading at ``delivery_ms``."""
+        self.model.delist(key, delivery_ms)
 
     def add_outage(self, symbol: str, start_ms: int, end_ms: int) -> None:
         """No 5m candles of ``symbol`` with open time in ``[start_ms, end_ms)``."""
@@ -195,6 +207,7 @@ class BybitSimulator:
                 normal = Response(200, json_body(endpoints.handle(path, self.model, params, now)))
             response = fault_response(fault, normal, now) if fault is not None else normal
             assert response is not None
+            response = replace(response, headers={"Timenow": str(now), **response.headers})
         with self._lock:
             # Recorded before any slow delay so a client that timed out can already see it.
             self._records.append(RequestRecord(path, params, response.status, fault, arrived))
@@ -216,6 +229,10 @@ class BybitSimulator:
                 if ms is not None and not isinstance(ms, int):
                     raise ValueError(f"ms must be an integer or null, got {ms!r}")
                 self.set_now(ms)
+                if "skew_ms" in data:
+                    if not isinstance(data["skew_ms"], int):
+                        raise ValueError(f"skew_ms must be an integer, got {data['skew_ms']!r}")
+                    self.set_clock_skew(data["skew_ms"])
             elif path == "/_sim/outages" and method == "POST":
                 self.add_outage(str(data.get("symbol")), int(data["start_ms"]), int(data["end_ms"]))
             elif path == "/_sim/requests" and method == "GET":
@@ -312,13 +329,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 def run_simulator(*, host: str = "127.0.0.1", port: int = 8765, instruments: dict[str, int] | None = None,
                   outages: Sequence[tuple[str, int, int]] = (), fail_every: int | None = None,
-                  fail_kinds: Sequence[str] = ()) -> None:
+                  fail_kinds: Sequence[str] = (), delistings: dict[str, int] | None = None,
+                  clock_skew_ms: int = 0) -> None:
     """Run a simulator in the foreground until Ctrl-C (used by ``kline-pipeline simulate-exchange``)."""
-    sim = BybitSimulator(instruments=instruments, outages=outages, fail_every=fail_every, fail_kinds=fail_kinds)
+    sim = BybitSimulator(instruments=instruments, outages=outages, fail_every=fail_every, fail_kinds=fail_kinds,
+                         delistings=delistings, clock_skew_ms=clock_skew_ms)
     url = sim.start(host, port)
     print(f"Bybit v5 simulator listening on {url}", flush=True)
     for symbol, launch in sorted(sim.model.instruments.items()):
-        print(f"  {symbol}: listed since {launch} ms", flush=True)
+        delivery = sim.model.deliveries.get(symbol)
+        until = f", delisted at {delivery} ms" if delivery is not None else ""
+        print(f"  {symbol}: listed since {launch} ms{until}", flush=True)
+    if clock_skew_ms:
+        print(f"  exchange clock {clock_skew_ms:+d} ms from this machine's", flush=True)
     for symbol, start_ms, end_ms in outages:
         print(f"  outage {symbol}: [{start_ms}, {end_ms}) ms", flush=True)
     if fail_every:

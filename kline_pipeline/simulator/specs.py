@@ -30,20 +30,36 @@ def parse_timestamp(text: str, *, what: str = "timestamp", context: str = "") ->
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+_CATEGORIES = ("spot", "linear", "inverse")
+
+
 def _split_symbol(spec: str, kind: str, example: str) -> tuple[str, str]:
+    """``[CATEGORY:]SYMBOL:REST`` -> (key, rest); the key keeps a category prefix ("spot:BTCUSDT")."""
+    prefix = ""
+    head, sep, tail = spec.partition(":")
+    if sep and head.strip().lower() in _CATEGORIES:
+        prefix, spec = head.strip().lower() + ":", tail
     symbol, sep, rest = spec.partition(":")
     symbol = symbol.strip()
     if not sep or not rest.strip():
         raise ValueError(f"invalid {kind} spec {spec!r}: expected {example}")
     if not _SYMBOL_RE.fullmatch(symbol):
         raise ValueError(f"invalid symbol {symbol!r} in {kind} spec {spec!r}: expected uppercase letters/digits")
-    return symbol, rest
+    return prefix + symbol, rest
 
 
 def parse_instrument_spec(spec: str) -> tuple[str, int]:
-    """``"NEWUSDT:2025-01-15"`` or ``"NEWUSDT:2025-01-15T08:00:00Z"`` -> ``(symbol, launch_ms)``."""
-    symbol, when = _split_symbol(spec, "instrument", "SYMBOL:2025-01-15 or SYMBOL:2025-01-15T08:00:00Z")
+    """``"NEWUSDT:2025-01-15"`` or ``"NEWUSDT:2025-01-15T08:00:00Z"`` -> ``(symbol, launch_ms)``;
+    ``"spot:NEWUSDT:2025-01-15"`` lists it in that category only -> ``("spot:NEWUSDT", launch_ms)``."""
+    symbol, when = _split_symbol(spec, "instrument",
+                                 "[CATEGORY:]SYMBOL:2025-01-15 or [CATEGORY:]SYMBOL:2025-01-15T08:00:00Z")
     return symbol, parse_timestamp(when, what="launch time", context=f" in instrument spec {spec!r}")
+
+
+def parse_delisting_spec(spec: str) -> tuple[str, int]:
+    """``"LUNAUSDT:2022-05-13"`` (or ``"spot:LUNAUSDT:..."``) -> ``(key, delivery_ms)``: the moment it stops trading."""
+    symbol, when = _split_symbol(spec, "delisting", "[CATEGORY:]SYMBOL:2022-05-13 or [CATEGORY:]SYMBOL:2022-05-13T08:00Z")
+    return symbol, parse_timestamp(when, what="delisting time", context=f" in delisting spec {spec!r}")
 
 
 def parse_outage_spec(spec: str) -> tuple[str, int, int]:
