@@ -21,6 +21,7 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 from pydantic import PrivateAttr
 
+from kline_pipeline import clock
 from kline_pipeline.models import (
     CANDLE_MS,
     Candle,
@@ -41,8 +42,16 @@ INTERVAL_MS = {"5": CANDLE_MS, "15": 15 * 60_000, "30": 30 * 60_000, "60": 3_600
 WINDOW_CANDLES = 1000
 """Bybit's maximum `limit`: one request per 1000 candles."""
 
-# retCodes that mean "try again later": rate limit, server timeout, server error.
-RETRYABLE_RET_CODES = frozenset({10006, 10000, 10016})
+# retCodes that mean "try again later": rate limit, server timeout (v3 10000, v5 5004), server
+# error, IP rate limit (10018: waited out until its reset header, see `_limit_wait`).
+RETRYABLE_RET_CODES = frozenset({10006, 10000, 10016, 5004, 10018})
+IP_RATE_LIMIT = 10018
+MAX_LIMIT_WAIT_SECONDS = 30.0
+"""Longest single wait for a rate-limit reset; a header further ahead is waited in several attempts."""
+STATUSES = ("Trading", "Delivering", "PreLaunch", "Closed")
+"""Bybit's instrument statuses, in the order a symbol missing from the default (Trading) list is looked up."""
+PROBE_START_MS = 1_262_304_000_000
+"""2010-01-01, before any Bybit market: the spot listing probe's explicit start (0 may read as "not given")."""
 
 
 class BybitError(RuntimeError):
@@ -81,6 +90,11 @@ def _resolve_base_url(base_url: str | None) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError(f"invalid BYBIT_BASE_URL {value!r}: expected an http:// or https:// URL")
     return value.rstrip("/")
+
+
+def _ms_field(value: Any) -> datetime | None:
+    """An epoch-ms string field of instruments-info; None when absent or "0" (Bybit's "none")."""
+    return from_ms(int(value)) if value not in (None, "", "0") else None
 
 
 def parse_candle(symbol: str, row: list[Any], *, step_ms: int = CANDLE_MS) -> Candle:
@@ -122,6 +136,18 @@ def _broken_rule(symbol: str, start_ms: int, row: list[Any], values: tuple[Decim
     if lo <= 0:
         return f"{when}: low {l} is not a positive price"
     return f"{when}: negative volume {v} or turnover {t}"
+
+
+def _limit_wait(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds until a rate limit resets, from the reply's own headers: X-Bapi-Limit-Reset-Timestamp
+    minus Timenow, both on the exchange's clock, so a local clock that is off cannot shorten the
+    wait. None when they are missing or unreadable (the ordinary backoff applies then)."""
+    try:
+        reset_ms = int((headers or {})["X-Bapi-Limit-Reset-Timestamp"])
+        now_ms = int((headers or {})["Timenow"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return min(MAX_LIMIT_WAIT_SECONDS, max(0.0, (reset_ms - now_ms) / 1000))
 
 
 class BybitClient(dg.ConfigurableResource):
@@ -201,6 +227,12 @@ class BybitClient(dg.ConfigurableResource):
                         f"Bybit rejected {what}: {exc.message} (retCode {exc.status_code}); not retried"
                     ) from None
                 cause, kind = f"retCode {exc.status_code} {exc.message}", f"retCode {exc.status_code}"
+                if exc.status_code == IP_RATE_LIMIT and attempt < self.max_attempts:
+                    wait = _limit_wait(exc.resp_headers)
+                    if wait is not None:  # the reset header says exactly how long; no backoff on top
+                        self._retried[kind] += 1
+                        time.sleep(wait)
+                        continue
             except FailedRequestError as exc:
                 if exc.status_code == 403:
                     raise BybitIpBanError(
@@ -230,37 +262,74 @@ class BybitClient(dg.ConfigurableResource):
             f"Bybit {what} failed after {self.max_attempts} attempts; last cause: {cause}"
         )
 
-    def get_instrument(self, *, symbol: str) -> Instrument:
-        """The symbol's listing in the configured category; UnknownSymbolError if it has none."""
-        category = self.resolved_category
-        reply = self._call(f"instruments-info for {symbol}", "get_instruments_info", category=category, symbol=symbol)
-        rows = [r for r in reply["result"].get("list") or [] if r.get("symbol") == symbol]
-        if not rows:
-            raise UnknownSymbolError(f"symbol {symbol!r} is not listed on Bybit (category {category})")
-        row = rows[0]
-        launch_ms = row.get("launchTime")
-        launch = from_ms(int(launch_ms)) if launch_ms not in (None, "", "0") else self._first_candle_time(symbol)
-        return Instrument(symbol=symbol, category=category, status=str(row.get("status", "")), launch_time=launch)
+    def get_instrument(self, *, symbol: str, category: str | None = None) -> Instrument:
+        """The symbol's listing in `category` (default: the configured one), whatever its status;
+        UnknownSymbolError if it has none.
 
-    def _first_candle_time(self, symbol: str) -> datetime | None:
-        # Spot instruments carry no launchTime: the oldest candle is the listing.
+        instruments-info lists only Trading symbols unless a status is asked for, so a symbol
+        missing there is looked up as Delivering, PreLaunch and Closed in turn (one request each,
+        only for such symbols): a delisted symbol's history can still be backfilled.
+        """
+        category = _resolve_category(category if category is not None else self.category)
+        for status in (None, *STATUSES[1:]):
+            params = {"category": category, "symbol": symbol} | ({"status": status} if status else {})
+            reply = self._call(f"instruments-info for {symbol}", "get_instruments_info", **params)
+            rows = [r for r in reply["result"].get("list") or [] if r.get("symbol") == symbol]
+            if rows:
+                break
+        else:
+            raise UnknownSymbolError(f"symbol {symbol!r} is not listed on Bybit (category {category}) "
+                                     f"in any status ({', '.join(STATUSES)})")
+        row = rows[0]
+        status = str(row.get("status", ""))
+        launch = _ms_field(row.get("launchTime"))
+        if launch is None:  # spot carries no launchTime: the oldest candle is the listing
+            launch = self._first_candle_time(symbol, category)
+        delivery = _ms_field(row.get("deliveryTime"))  # "0" on a perpetual that is not being delisted
+        if delivery is None and status == "Closed":  # spot carries no deliveryTime: its last candle ends it
+            delivery = self._last_candle_end(symbol, category)
+        return Instrument(symbol=symbol, category=category, status=status, launch_time=launch,
+                          delivery_time=delivery)
+
+    def _first_candle_time(self, symbol: str, category: str) -> datetime | None:
+        # An explicit early start: a 0 may be taken as "not given" and answer the LATEST candle,
+        # which would make the listing "now" and skip all history without a word.
         reply = self._call(
             f"first candle of {symbol}", "get_kline",
-            category=self.resolved_category, symbol=symbol, interval="5", start=0, limit=1,
+            category=category, symbol=symbol, interval="5", start=PROBE_START_MS, limit=1,
         )
         rows = reply["result"].get("list") or []
-        return from_ms(min(int(r[0]) for r in rows)) if rows else None
+        if not rows:
+            return None
+        first_ms = min(int(r[0]) for r in rows)
+        if first_ms + CANDLE_MS > _reply_time(reply, default=to_ms(clock.utcnow())):
+            raise BybitError(
+                f"the listing probe of {symbol} ({category}) answered the still-open candle at "
+                f"{from_ms(first_ms).isoformat()}, not the first one: refusing to take the listing as now "
+                "(it would skip all history); try again after this candle closes"
+            )
+        return from_ms(first_ms)
+
+    def _last_candle_end(self, symbol: str, category: str) -> datetime | None:
+        reply = self._call(f"last candle of {symbol}", "get_kline",
+                           category=category, symbol=symbol, interval="5", limit=1)
+        rows = reply["result"].get("list") or []
+        return from_ms(max(int(r[0]) for r in rows) + CANDLE_MS) if rows else None
 
     def iter_kline_windows(
         self, *, symbol: str, start: datetime, end: datetime, now: datetime, interval: str = "5",
+        category: str | None = None,
     ) -> Iterator[KlineWindow]:
         """Closed candles of `interval` (default 5m) opening in [start, end), one request per
         window of at most 1000.
 
         Each request carries both `start` and `end` spanning at most 1000 candles, so the
-        answer cannot depend on which end Bybit truncates. Candles closing after `now` are
-        dropped (Bybit includes the still-open one); rows are validated, de-duplicated and
-        returned oldest first. Windows come in time order and cover the range without gaps.
+        answer cannot depend on which end Bybit truncates. Closed means closed by the
+        exchange's clock: a candle closing after `now` or after the reply's own `time` is
+        dropped (Bybit includes the still-open one, and a local clock ahead of Bybit's would
+        take it for closed), and each window says up to where it is closed (`closed_until_ms`).
+        Rows are validated, de-duplicated and returned oldest first. Windows come in time order
+        and cover the range without gaps. `category` defaults to the configured one.
         """
         if interval not in INTERVAL_MS:
             raise ValueError(f"invalid interval {interval!r}: allowed are {', '.join(INTERVAL_MS)}")
@@ -268,7 +337,7 @@ class BybitClient(dg.ConfigurableResource):
         first = grid_ceil(to_ms(start), step)
         # Last candle that opens before `end` and has closed by `now`.
         last = min(grid_floor(to_ms(end) - 1, step), grid_floor(to_ms(now), step) - step)
-        category = self.resolved_category
+        category = _resolve_category(category if category is not None else self.category)
         window_start = first
         while window_start <= last:
             window_end = min(window_start + (WINDOW_CANDLES - 1) * step, last)
@@ -278,17 +347,34 @@ class BybitClient(dg.ConfigurableResource):
                 category=category, symbol=symbol, interval=interval,
                 start=window_start, end=window_end, limit=WINDOW_CANDLES,
             )
+            # The exchange's time of this answer: every candle opening at or after its grid floor
+            # is still open there, whatever the local clock says.
+            exchange_ms = _reply_time(reply, default=to_ms(now))
+            closed_until = min(window_end + step, grid_floor(exchange_ms, step))
             by_start: dict[int, Candle] = {}
             for row in reply["result"].get("list") or []:
                 candle = parse_candle(symbol, row, step_ms=step)
-                if window_start <= candle.start_ms <= window_end:
+                if window_start <= candle.start_ms < closed_until:
                     by_start[candle.start_ms] = candle
-            yield KlineWindow(window_start, window_end, tuple(by_start[k] for k in sorted(by_start)))
+            yield KlineWindow(window_start, window_end, tuple(by_start[k] for k in sorted(by_start)),
+                              closed_until_ms=max(closed_until, window_start))
+            if closed_until <= window_end:
+                return  # the rest is not closed yet by the exchange's clock
             window_start = window_end + step
 
     def fetch_klines(
         self, *, symbol: str, start: datetime, end: datetime, now: datetime, interval: str = "5",
+        category: str | None = None,
     ) -> list[Candle]:
         """All closed candles of `interval` opening in [start, end), oldest first (see `iter_kline_windows`)."""
-        windows = self.iter_kline_windows(symbol=symbol, start=start, end=end, now=now, interval=interval)
+        windows = self.iter_kline_windows(symbol=symbol, start=start, end=end, now=now, interval=interval,
+                                          category=category)
         return [c for w in windows for c in w.candles]
+
+
+def _reply_time(reply: Mapping[str, Any], *, default: int) -> int:
+    """The `time` (epoch ms, the exchange's clock) of a v5 reply; `default` if it has none."""
+    try:
+        return int(reply["time"])
+    except (KeyError, TypeError, ValueError):
+        return default

@@ -2,8 +2,9 @@
 
 Holes are found by one SQL query over the stored timestamps (`sql/gap_holes.sql`); each hole
 is then split against the few intervals that explain absences: before the listing
-(`not_listed`), at or after the last closed candle (`not_yet_closed`), inside a recorded
-exchange outage (`exchange_outage`); the rest is `missing` (never fetched, or lost).
+(`not_listed`), from the delisting on (`delisted`: the symbol stopped trading), at or after the
+last closed candle (`not_yet_closed`), inside a recorded exchange outage (`exchange_outage`);
+the rest is `missing` (never fetched, or lost).
 """
 
 from collections import Counter
@@ -18,7 +19,8 @@ MISSING = "missing"
 OUTAGE = "exchange_outage"
 NOT_LISTED = "not_listed"
 NOT_CLOSED = "not_yet_closed"
-CAUSES = (MISSING, OUTAGE, NOT_LISTED, NOT_CLOSED)
+DELISTED = "delisted"
+CAUSES = (MISSING, OUTAGE, NOT_LISTED, NOT_CLOSED, DELISTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class GapReport:
     listing_known: bool
     present: int
     spans: tuple[GapSpan, ...] = field(default_factory=tuple)
+    delisting: datetime | None = None
 
     @property
     def totals(self) -> dict[str, int]:
@@ -53,10 +56,10 @@ class GapReport:
 
     @property
     def expected(self) -> int:
-        """Candles that should exist: the grid minus what is not listed or not yet closed."""
+        """Candles that should exist: the grid minus what is not listed, delisted or not yet closed."""
         totals = self.totals
         grid = (to_ms(self.end) - to_ms(self.start)) // CANDLE_MS
-        return grid - totals[NOT_LISTED] - totals[NOT_CLOSED]
+        return grid - totals[NOT_LISTED] - totals[NOT_CLOSED] - totals[DELISTED]
 
     @property
     def missing(self) -> int:
@@ -68,6 +71,7 @@ class GapReport:
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "listing": self.listing.isoformat() if self.listing else None,
+            "delisting": self.delisting.isoformat() if self.delisting else None,
             "expected": self.expected,
             "present": self.present,
             "totals": self.totals,
@@ -103,13 +107,17 @@ def _subtract(span: tuple[int, int], cuts: list[tuple[int, int]]) -> tuple[list[
     return inside, outside
 
 
-def classify(hole: tuple[int, int], *, listed_ms: int | None, closed_ms: int, outages: list[tuple[int, int]]) -> list[GapSpan]:
+def classify(hole: tuple[int, int], *, listed_ms: int | None, closed_ms: int, outages: list[tuple[int, int]],
+             delisted_ms: int | None = None) -> list[GapSpan]:
     """Split one hole (ms) by cause; see the module docstring."""
     parts: list[tuple[int, int, str]] = []
     lo, hi = hole
     if listed_ms is not None and lo < listed_ms:
         parts.append((lo, min(hi, listed_ms), NOT_LISTED))
         lo = min(hi, listed_ms)
+    if delisted_ms is not None and hi > delisted_ms and lo < hi:
+        parts.append((max(lo, delisted_ms), hi, DELISTED))
+        hi = max(lo, delisted_ms)
     if hi > closed_ms and lo < hi:
         parts.append((max(lo, closed_ms), hi, NOT_CLOSED))
         hi = max(lo, closed_ms)
@@ -136,16 +144,18 @@ def gap_report(store: KlineStore, *, symbol: str, start: datetime, end: datetime
     present = rows[-1][2]
     holes = [(to_ms(a), to_ms(b)) for a, b, _ in rows if a is not None]
     context = store.query("gap_context.sql", params)
-    launch, listing_known = context[0][0], context[0][1]
-    outages = [(to_ms(a), to_ms(b)) for _, _, a, b in context if a is not None]
+    launch, listing_known, delivery = context[0][0], context[0][1], context[0][4]
+    outages = [(to_ms(a), to_ms(b)) for _, _, a, b, _ in context if a is not None]
+    delisted_ms = grid_ceil(to_ms(delivery)) if delivery else None
     # A symbol never ingested has no known listing: its holes are simply missing.
     listed_ms = (grid_floor(to_ms(launch)) if launch else to_ms(hi)) if listing_known else None
     spans = [
         span for hole in holes
-        for span in classify(hole, listed_ms=listed_ms, closed_ms=grid_floor(to_ms(now)), outages=outages)
+        for span in classify(hole, listed_ms=listed_ms, closed_ms=grid_floor(to_ms(now)), outages=outages,
+                             delisted_ms=delisted_ms)
     ]
     return GapReport(symbol=symbol, start=lo, end=hi, listing=launch, listing_known=listing_known,
-                     present=present, spans=tuple(spans))
+                     present=present, spans=tuple(spans), delisting=delivery)
 
 
 def missing_days(report: GapReport) -> list[date]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 
 from kline_pipeline.bybit import BybitClient
-from kline_pipeline.models import CANDLE_MS, Candle, from_ms, grid_floor, to_ms
+from kline_pipeline.models import CANDLE_MS, Candle, from_ms, grid_ceil, grid_floor, to_ms
 from kline_pipeline.prefetch import prefetched
 from kline_pipeline.partitions import contiguous_runs, days_by_symbol, validate_symbol
 from kline_pipeline.store import DayWriter, KlineStore
@@ -61,6 +61,7 @@ class IngestReport:
     partitions: int = 0
     days_written: int = 0
     days_before_listing: int = 0
+    days_after_delisting: int = 0
     days_in_future: int = 0
     candles: int = 0
     changed: int = 0
@@ -80,6 +81,7 @@ class IngestReport:
             partitions=self.partitions + other.partitions,
             days_written=self.days_written + other.days_written,
             days_before_listing=self.days_before_listing + other.days_before_listing,
+            days_after_delisting=self.days_after_delisting + other.days_after_delisting,
             days_in_future=self.days_in_future + other.days_in_future,
             candles=self.candles + other.candles,
             changed=self.changed + other.changed,
@@ -143,13 +145,17 @@ def _slots_by_day(first_ms: int, last_ms: int) -> dict[date, int]:
 
 def sweep(
     writer: DayWriter, bybit: BybitClient, *, symbol: str, start: datetime, end: datetime, now: datetime,
-    listed_ms: int,
+    listed_ms: int, delisted_ms: int | None = None,
 ) -> IngestReport:
     """Fetch [start, end) in 1000-candle windows and write it day by day, each day's part in its
     own transaction as soon as the windows have passed its end (bounded memory; a failure
-    leaves whole day-parts only). `start` may fall inside a day (live refresh)."""
+    leaves whole day-parts only). `start` may fall inside a day (live refresh). Nothing is
+    fetched or judged from `delisted_ms` on (the symbol stopped trading there)."""
     report = IngestReport()
-    where = {"listed_ms": listed_ms, "closed_until_ms": grid_floor(to_ms(now)), "now": now}
+    closed_ms = grid_floor(to_ms(now))
+    if delisted_ms is not None:
+        closed_ms = min(closed_ms, grid_ceil(delisted_ms))
+    where = {"listed_ms": listed_ms, "closed_until_ms": closed_ms, "now": now}
     first_day, last_day = start.date(), (end - timedelta(microseconds=1)).date()
     bounds = {
         first_day + timedelta(days=i): (max(start, day_start(first_day + timedelta(days=i))),
@@ -159,7 +165,8 @@ def sweep(
     pending: dict[date, list[Candle]] = {day: [] for day in bounds}
     shares: dict[date, float] = defaultdict(float)
     fetch_from = max(start, from_ms(listed_ms))
-    windows = bybit.iter_kline_windows(symbol=symbol, start=fetch_from, end=end, now=now)
+    fetch_to = min(end, from_ms(closed_ms)) if delisted_ms is not None else end
+    windows = bybit.iter_kline_windows(symbol=symbol, start=fetch_from, end=fetch_to, now=now)
     for window in prefetched(windows):
         for candle in window.candles:
             pending[candle.start.date()].append(candle)
@@ -167,6 +174,11 @@ def sweep(
         for day, n in slots.items():
             shares[day] += n / sum(slots.values())
         covered_until = window.end_ms + CANDLE_MS
+        if window.closed_until_ms is not None and window.closed_until_ms < covered_until:
+            # The exchange's clock is behind ours: what it has not closed yet is neither stale
+            # nor an outage, so the writes judge only up to its close.
+            covered_until = window.closed_until_ms
+            where["closed_until_ms"] = min(where["closed_until_ms"], covered_until)
         for day in [d for d in pending if to_ms(bounds[d][1]) <= covered_until]:
             report = report + _write(writer, symbol, *bounds[day], pending.pop(day), requests=shares[day], **where)
     for day in sorted(pending):  # the partial last day, and days with no candles at all
@@ -191,13 +203,21 @@ def ingest_days(
     instrument = bybit.get_instrument(symbol=symbol)
     store.record_listing(instrument, checked_at=now)
     listing = instrument.launch_time
-    report = report + IngestReport(listings={symbol: listing.isoformat() if listing else "no candles yet"})
+    listed = listing.isoformat() if listing else "no candles yet"
+    if instrument.delivery_time is not None:
+        listed += f", delisted {instrument.delivery_time.isoformat()}"
+    report = report + IngestReport(listings={symbol: listed})
 
+    delisting = instrument.delivery_time
     live_days: list[date] = []
     for day in days:
         if listing is None or day_start(day) + DAY <= listing:
             reason = f"before the listing ({_iso(listing)})" if listing else "the exchange has no candle for it yet"
             report = report + IngestReport(days_before_listing=1, days=(DayReport(symbol, day, empty_reason=reason),))
+        elif delisting is not None and day_start(day) >= delisting:
+            # No candle can exist after it: an empty day with its reason, not a hole, no request.
+            reason = f"delisted: after the delisting ({_iso(delisting)}, status {instrument.status or 'unknown'})"
+            report = report + IngestReport(days_after_delisting=1, days=(DayReport(symbol, day, empty_reason=reason),))
         elif day_start(day) >= now:
             report = report + IngestReport(days_in_future=1, days=(DayReport(symbol, day, empty_reason="in the future"),))
         else:
@@ -207,7 +227,8 @@ def ingest_days(
     with store.day_writer() as writer:
         for run in contiguous_runs(live_days):
             report = report + sweep(writer, bybit, symbol=symbol, start=day_start(run[0]),
-                                    end=day_start(run[-1]) + DAY, now=now, listed_ms=listed_ms)
+                                    end=day_start(run[-1]) + DAY, now=now, listed_ms=listed_ms,
+                                    delisted_ms=to_ms(delisting) if delisting else None)
     log.info("%s: %d days written, %d candles", symbol, report.days_written, report.candles)
     return replace(report, requests=bybit.requests_made - requests_before)
 

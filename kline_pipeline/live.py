@@ -91,14 +91,22 @@ def refresh_symbol(
     validate_symbol(symbol)
     requests_before = bybit.requests_made
     listing = store.listing(symbol)
+    checked = listing is None
     if listing is None:  # first tick for a new symbol: one extra request, remembered afterwards
         listing = bybit.get_instrument(symbol=symbol)
         store.record_listing(listing, checked_at=now)
     closed_until = from_ms(grid_floor(to_ms(now)))
     fetched_from = closed_until - refetch
     listed_ms = grid_floor(to_ms(listing.launch_time)) if listing.launch_time else to_ms(closed_until)
+    delisted_ms = to_ms(listing.delivery_time) if listing.delivery_time else None
     with store.day_writer() as writer:
-        report = sweep(writer, bybit, symbol=symbol, start=fetched_from, end=closed_until, now=now, listed_ms=listed_ms)
+        report = sweep(writer, bybit, symbol=symbol, start=fetched_from, end=closed_until, now=now,
+                       listed_ms=listed_ms, delisted_ms=delisted_ms)
+    if not checked and delisted_ms is None and (report.last_candle is None or report.last_candle + CANDLE < closed_until):
+        # The newest closed candle did not come: an outage, or the symbol stopped trading. Re-read
+        # its instrument (only then: one request per symbol stays the steady state); a delisting
+        # found here makes later ticks skip it, and the gap report calls the span "delisted".
+        store.record_listing(bybit.get_instrument(symbol=symbol), checked_at=now)
     report = IngestReport(requests=bybit.requests_made - requests_before) + report
     pending = [t for t in (state.pending_since if state else None, report.first_changed) if t is not None]
     if report.first_changed is not None:

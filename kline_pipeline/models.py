@@ -72,6 +72,13 @@ class Instrument:
     category: str
     status: str
     launch_time: datetime | None
+    delivery_time: datetime | None = None
+    """When it stops (stopped) trading: Bybit's deliveryTime, or the end of a closed spot symbol's
+    last candle; None while it trades with no end announced."""
+
+    def delisted_by(self, moment: datetime) -> bool:
+        """No candle can open at or after `moment`: the symbol is closed or its delivery has passed."""
+        return self.status == "Closed" or (self.delivery_time is not None and self.delivery_time <= moment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +88,5 @@ class KlineWindow:
     start_ms: int
     end_ms: int
     candles: tuple[Candle, ...]
+    closed_until_ms: int | None = None
+    """Candles opening before this are closed by the exchange's clock (None: the whole window)."""

@@ -68,6 +68,10 @@ def _refresh_all(config: LiveRefreshConfig, bybit: BybitClient, store: KlineStor
     lookbacks = validate_lookbacks(config.lookback_minutes)
     refetch = timedelta(minutes=config.refetch_minutes or max(lookbacks.values()))
     states = store.live_states(symbols)
+    # A delisted symbol has nothing left to refresh: it is skipped (its candles_fresh passes,
+    # saying "delisted"), not fetched and failed every five minutes.
+    delisted = {s for s, at in store.delistings(symbols).items() if at is not None and at <= now}
+    symbols = [s for s in symbols if s not in delisted]
     local = threading.local()
 
     def one(symbol: str) -> tuple[str, SymbolTick | None, str | None]:
@@ -155,6 +159,9 @@ def refresh_latest_candles(
     fresh = report_freshness(context.instance, kline_store, symbols, now, context.log_event, always=rematerialized)
     for symbol in sorted(errors):
         context.log.error(f"{symbol}: {errors[symbol]}")
+    delisted = sorted(set(symbols) - set(ticks) - set(errors))
+    if delisted:
+        context.log.info(f"{len(delisted)} delisted symbol(s) not refreshed: {', '.join(delisted[:20])}")
     context.log.info(
         f"{len(ticks)} of {len(registered)} symbols refreshed in {fetched - started:.1f} s "
         f"({sum(t.ingest.requests for t in ticks.values())} requests, "

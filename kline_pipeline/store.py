@@ -292,12 +292,22 @@ class KlineStore(dg.ConfigurableResource):
         self.execute("upsert_listing.sql", {
             "symbol": instrument.symbol, "category": instrument.category,
             "launch_time": instrument.launch_time, "checked_at": checked_at,
+            "status": instrument.status, "delivery_time": instrument.delivery_time,
         })
 
     def listing(self, symbol: str) -> Instrument | None:
         """The listing recorded by the last ingest of `symbol`, or None if it was never ingested."""
+        row = self.listing_checked(symbol)
+        return row[0] if row else None
+
+    def listing_checked(self, symbol: str) -> tuple[Instrument, datetime] | None:
+        """The recorded listing of `symbol` and when it was last checked with the exchange."""
         rows = self.query("listing.sql", {"symbol": symbol})
-        return Instrument(symbol=rows[0][0], category=rows[0][1], status="", launch_time=rows[0][2]) if rows else None
+        if not rows:
+            return None
+        sym, category, launch, status, delivery, checked_at = rows[0]
+        return Instrument(symbol=sym, category=category, status=status, launch_time=launch,
+                          delivery_time=delivery), checked_at
 
     def live_states(self, symbols: Sequence[str]) -> dict[str, LiveState]:
         """The live state of each of `symbols` that the live refresh has seen."""
@@ -324,6 +334,11 @@ class KlineStore(dg.ConfigurableResource):
     def last_candles(self, symbols: Sequence[str]) -> dict[str, datetime | None]:
         """Start of the newest stored 5m candle of each symbol (None: nothing stored)."""
         return dict(self.query("last_candles.sql", {"symbols": list(symbols)}))
+
+    def delistings(self, symbols: Sequence[str]) -> dict[str, datetime | None]:
+        """When each symbol stopped (stops) trading, as recorded at its last ingest (None: not delisted)."""
+        found = dict(self.query("delistings.sql", {"symbols": list(symbols)}))
+        return {symbol: found.get(symbol) for symbol in symbols}
 
     def last_candle(self, symbol: str) -> datetime | None:
         """Start of the newest stored 5m candle of `symbol`."""

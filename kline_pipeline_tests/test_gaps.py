@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from kline_pipeline.cli import main
-from kline_pipeline.gaps import MISSING, NOT_CLOSED, NOT_LISTED, OUTAGE, classify, gap_report
+from kline_pipeline.gaps import DELISTED, MISSING, NOT_CLOSED, NOT_LISTED, OUTAGE, classify, gap_report
 from kline_pipeline.ingest import ingest_days
 from kline_pipeline.models import to_ms
 from kline_pipeline_tests.conftest import NOW
@@ -52,7 +52,7 @@ def test_ingest_records_outages_idempotently_and_forgets_them_when_candles_retur
     assert [r[:4] for r in again] == [r[:4] for r in first]  # same spans, first_seen kept
     assert {r[4] for r in again} == {later}  # confirmed again
     report = gap_report(clean, symbol="BTCUSDT", start=JAN1, end=JAN1 + timedelta(days=2), now=NOW)
-    assert report.totals == {MISSING: 0, OUTAGE: 24, NOT_LISTED: 0, NOT_CLOSED: 0}
+    assert report.totals == {MISSING: 0, OUTAGE: 24, NOT_LISTED: 0, NOT_CLOSED: 0, DELISTED: 0}
     assert [(s.start, s.end, s.cause) for s in report.spans] == [(outage[0], outage[1], OUTAGE)]
 
     fixed = type(simulator)(instruments={"BTCUSDT": 0}, now_ms=lambda: to_ms(NOW))  # the exchange backfilled it
@@ -80,7 +80,7 @@ def test_report_over_listing_outage_deleted_rows_and_today(clean, bybit, simulat
         (listing_day + timedelta(days=1, hours=3), 6, MISSING)]
     assert report.expected == 2 * 288 - 96 and report.present == report.expected - 18
     doc = report.to_json()
-    assert set(doc) == {"symbol", "start", "end", "listing", "expected", "present", "totals", "gaps"}
+    assert set(doc) == {"symbol", "start", "end", "listing", "delisting", "expected", "present", "totals", "gaps"}
     assert doc["gaps"][2] == {"start": "2025-01-16T03:00:00+00:00", "end": "2025-01-16T03:30:00+00:00",
                               "candles": 6, "cause": "missing"}
     today = gap_report(clean, symbol="NEWUSDT", start=datetime(2025, 3, 1, tzinfo=UTC),

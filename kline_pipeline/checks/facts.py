@@ -78,6 +78,10 @@ class Facts:
     def last_candle(self, symbol: str) -> datetime | None:
         return self._memo(("last", symbol), lambda: self.store.last_candle(symbol))
 
+    def delisting(self, symbol: str) -> datetime | None:
+        """When `symbol` stopped (stops) trading, as its last ingest recorded it (None: not delisted)."""
+        return self._memo(("delisting", symbol), lambda: self.store.delistings([symbol])[symbol])
+
     def live_state(self, symbol: str) -> LiveState | None:
         """What the last live ticks recorded for `symbol` (None: never refreshed live)."""
         return self._memo(("live", symbol), lambda: self.store.live_states([symbol]).get(symbol))
@@ -85,9 +89,11 @@ class Facts:
     def prefetch_latest(self, symbols: Sequence[str]) -> "Facts":
         """Read the newest candle and live state of many symbols in two queries (freshness of all)."""
         states = self.store.live_states(symbols)
+        delistings = self.store.delistings(symbols)
         for symbol, newest in self.store.last_candles(symbols).items():
             self._cache[("last", symbol)] = newest
             self._cache[("live", symbol)] = states.get(symbol)
+            self._cache[("delisting", symbol)] = delistings.get(symbol)
         return self
 
 

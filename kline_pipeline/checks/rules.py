@@ -16,7 +16,7 @@ import dagster as dg
 
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.checks.facts import Facts
-from kline_pipeline.gaps import MISSING, NOT_LISTED, OUTAGE
+from kline_pipeline.gaps import DELISTED, MISSING, NOT_LISTED, OUTAGE
 from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.models import CANDLE_MS, from_ms, to_ms
 from kline_pipeline.partitions import split_partition_key
@@ -47,7 +47,8 @@ Evaluator = Callable[[Facts, str], Outcome]
 
 def no_missing_candles(facts: Facts, key: str) -> Outcome:
     """Every expected 5m candle of the day is stored: holes explained by a recorded exchange
-    outage fail with WARN, unexplained holes with ERROR; days before listing pass."""
+    outage fail with WARN, unexplained holes with ERROR; days before listing and after a
+    delisting pass (nothing can trade there; the metadata says "delisted")."""
     report = facts.gaps(key)
     totals = report.totals
     metadata: dict[str, object] = {
@@ -55,6 +56,8 @@ def no_missing_candles(facts: Facts, key: str) -> Outcome:
         "exchange_outage": totals[OUTAGE], "not_listed": totals[NOT_LISTED],
         "gaps": dg.MetadataValue.md(report.markdown()),
     }
+    if report.delisting is not None:
+        metadata.update(delisted=totals[DELISTED], delisting=report.delisting.isoformat())
     if totals[MISSING]:
         return Outcome(False, ERROR, metadata)
     if totals[OUTAGE]:
@@ -75,11 +78,16 @@ def candles_fresh(facts: Facts, key: str) -> Outcome:
     """On the latest day: the newest stored candle closed at most 15 minutes ago and the symbol's
     last live tick succeeded; stale up to an hour fails with WARN, longer (or no candle) with
     ERROR, and a failed tick's error is in the metadata. Per symbol, unlike Dagster's asset-level
-    freshness. Earlier days pass: their candles are final once the day has closed."""
+    freshness. Earlier days pass: their candles are final once the day has closed; so does the
+    latest day of a delisted symbol (nothing trades any more: "delisted" in the metadata)."""
     day, symbol = split_partition_key(key)
     now = facts.now
     if day != now.date():
         return Outcome(True, metadata={"applies_to": "the latest day only", "day_closed": (day_start(day) + DAY).isoformat()})
+    delisting = facts.delisting(symbol)
+    if delisting is not None and delisting <= now:
+        return Outcome(True, metadata={"delisted": delisting.isoformat(),
+                                       "reason": "delisted: no candle trades after the delisting"})
     newest = facts.last_candle(symbol)
     live = facts.live_state(symbol)
     limit = timedelta(milliseconds=CANDLE_MS) + FRESHNESS_TOLERANCE
