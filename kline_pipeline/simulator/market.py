@@ -185,6 +185,12 @@ class MarketModel:
         """Merged outage spans of ``symbol``, sorted."""
         return self._outages.get(symbol, ())
 
+    def add_instrument(self, key: str, launch_ms: int) -> None:
+        """List ``key`` ("SYMBOL" or "category:SYMBOL") from ``launch_ms`` on (a test's extra market)."""
+        split_key(key)
+        self._models[key] = _make_model(key)
+        self.instruments[key] = int(launch_ms)
+
     def delist(self, key: str, delivery_ms: int) -> None:
         """``key`` stops trading at ``delivery_ms`` (Bybit's deliveryTime): no candle opens at or after it."""
         if key not in self.instruments:

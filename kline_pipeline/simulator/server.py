@@ -136,6 +136,10 @@ class BybitSimulator:
         fixed = self._fixed_now
         return (fixed if fixed is not None else int(self._clock())) + self._skew_ms
 
+    def add_instrument(self, key: str, launch_ms: int) -> None:
+        """List one more market: ``key`` is "SYMBOL" (every category) or "category:SYMBOL" (that one only)."""
+        self.model.add_instrument(key, launch_ms)
+
     def delist(self, key: str, delivery_ms: int) -> None:
         """``key`` ("SYMBOL" or "category:SYMBOL") settles and stops trading at ``delivery_ms``."""
         self.model.delist(key, delivery_ms)

@@ -1,0 +1,183 @@
+"""The real exchange's edges, each through the HTTP simulator and PostgreSQL: a delisted or
+settling symbol, closed-ness by the exchange's clock, the spot listing probe, retCodes 5004 and
+10018 (and 10001 / 403 unchanged)."""
+
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pytest
+
+from kline_pipeline.bybit import (
+    PROBE_START_MS,
+    BybitError,
+    BybitIpBanError,
+    BybitRejectedError,
+)
+from kline_pipeline.checks import Facts
+from kline_pipeline.checks.rules import candles_fresh, no_missing_candles
+from kline_pipeline.gaps import DELISTED, MISSING, OUTAGE, gap_report
+from kline_pipeline.ingest import ingest_days
+from kline_pipeline.live import DEFAULT_LOOKBACK_MINUTES, refresh_symbol
+from kline_pipeline.models import Candle, to_ms
+from kline_pipeline.partitions import symbols_partitions
+from kline_pipeline.schedules import live_refresh_job
+from kline_pipeline.symbols import add_symbols
+from kline_pipeline_tests.conftest import NOW
+
+UTC = timezone.utc
+LISTED = datetime(2024, 12, 1, tzinfo=UTC)
+DELISTED_AT = datetime(2025, 1, 10, 12, 0, tzinfo=UTC)  # LUNAUSDT stops trading at noon
+DAY = timedelta(days=1)
+FIVE = timedelta(minutes=5)
+
+
+def stored(store, symbol: str, start: datetime, end: datetime) -> list[Candle]:
+    with store.engine().connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT extract(epoch FROM timestamp)::bigint * 1000, open::text, high::text, low::text, close::text, "
+            "volume::text, turnover::text FROM price_klines WHERE symbol = %(s)s AND timeframe = '5m' "
+            "AND timestamp >= %(a)s AND timestamp < %(b)s ORDER BY timestamp", {"s": symbol, "a": start, "b": end})
+        return [Candle(*r) for r in rows]
+
+
+def truth(simulator, key: str, start: datetime, end: datetime) -> list[Candle]:
+    return [Candle(int(r[0]), *r[1:7]) for r in simulator.candles(key, to_ms(start), to_ms(end))]
+
+
+@pytest.fixture
+def luna(simulator):
+    """LUNAUSDT: listed 1 Dec 2024, delisted (Closed) at noon on 10 Jan 2025."""
+    simulator.add_instrument("LUNAUSDT", to_ms(LISTED))
+    simulator.delist("LUNAUSDT", to_ms(DELISTED_AT))
+    return simulator
+
+
+# ------------------------------------------------------------------ 1. delisted and settling symbols
+def test_a_delisted_symbol_is_added_and_backfilled_across_its_delisting(luna, bybit, kline_store):
+    with dg.instance_for_test() as instance:
+        assert add_symbols(instance, bybit, ["LUNAUSDT"]) == ["LUNAUSDT"]  # Closed, found by its status
+    days = [DELISTED_AT.date() + timedelta(days=d) for d in (-1, 0, 1, 2)]
+    report = ingest_days(bybit=bybit, store=kline_store, symbol="LUNAUSDT", days=days, now=NOW)
+    listing = kline_store.listing("LUNAUSDT")
+    assert (listing.status, listing.launch_time, listing.delivery_time) == ("Closed", LISTED, DELISTED_AT)
+    first = datetime.combine(days[0], datetime.min.time(), UTC)
+    assert stored(kline_store, "LUNAUSDT", first, first + 4 * DAY) == truth(luna, "LUNAUSDT", first, first + 4 * DAY)
+    rows = {d.day: (d.rows, d.empty_reason) for d in report.days}
+    assert rows[days[0]] == (288, None) and rows[days[1]] == (144, None)
+    assert all(rows[d][0] == 0 and rows[d][1].startswith("delisted: after the delisting (2025-01-10T12:00:00+00:00")
+               for d in days[2:])
+    assert report.days_after_delisting == 2
+    # Days after it were not requested: the windows end at the delisting.
+    assert max(int(r.params["end"]) for r in luna.kline_requests()) < to_ms(DELISTED_AT)
+    # No exchange outage is recorded for the afternoon; the gap report calls it delisted.
+    gaps = gap_report(kline_store, symbol="LUNAUSDT", start=first, end=first + 4 * DAY, now=NOW)
+    assert gaps.totals[MISSING] == 0 and gaps.totals[OUTAGE] == 0 and gaps.totals[DELISTED] == 144 + 2 * 288
+    keys = [f"{d.isoformat()}|LUNAUSDT" for d in days]
+    facts = Facts(kline_store, keys, NOW)
+    for key in keys:
+        outcome = no_missing_candles(facts, key)
+        assert outcome.passed, (key, outcome)
+    assert no_missing_candles(facts, keys[1]).metadata["delisted"] == 144
+    today = f"{NOW.date().isoformat()}|LUNAUSDT"
+    fresh = candles_fresh(Facts(kline_store, [today], NOW), today)
+    assert fresh.passed and fresh.metadata["delisted"] == DELISTED_AT.isoformat()
+
+
+def test_a_symbol_that_starts_settling_is_followed_to_its_delivery_then_skipped_by_the_live_refresh(
+        simulator, bybit, kline_store, monkeypatch):
+    from kline_pipeline import clock
+
+    delivery = NOW + timedelta(hours=2)  # announced: it settles, then stops trading at 14:02:30
+    simulator.add_instrument("LUNAUSDT", to_ms(LISTED))
+    simulator.delist("LUNAUSDT", to_ms(delivery))
+    moment = {"now": NOW}
+    monkeypatch.setattr(clock, "utcnow", lambda: moment["now"])
+
+    def tick(at: datetime):
+        moment["now"] = at
+        simulator.set_now(to_ms(at))
+        return refresh_symbol(bybit=bybit, store=kline_store, symbol="LUNAUSDT", now=at,
+                              lookbacks=DEFAULT_LOOKBACK_MINUTES, refetch=timedelta(hours=1))
+
+    tick(NOW)  # Delivering: still trading, its delivery time recorded at the first tick
+    assert kline_store.listing("LUNAUSDT").status == "Delivering"
+    assert kline_store.listing("LUNAUSDT").delivery_time == delivery
+    after = tick(NOW + timedelta(hours=3))
+    assert kline_store.last_candle("LUNAUSDT") == delivery.replace(second=0) - timedelta(minutes=2)  # 14:00
+    assert after.ingest.requests == 1  # nothing requested after the delivery
+    assert gap_report(kline_store, symbol="LUNAUSDT", start=NOW, end=NOW + timedelta(hours=3),
+                      now=NOW + timedelta(hours=3)).totals[OUTAGE] == 0
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(symbols_partitions.name, ["LUNAUSDT", "BTCUSDT"])
+        simulator.reset_requests()
+        job = dg.Definitions(jobs=[live_refresh_job], resources={"bybit": bybit, "kline_store": kline_store})
+        result = job.resolve_job_def("live_refresh_job").execute_in_process(instance=instance)
+        assert result.success
+        assert {r.params.get("symbol") for r in simulator.requests} == {"BTCUSDT"}  # LUNAUSDT skipped
+        fresh = {e.partition: e for e in result.get_asset_check_evaluations() if e.check_name == "candles_fresh"}
+        luna_today = fresh[f"{(NOW + timedelta(hours=3)).date().isoformat()}|LUNAUSDT"]
+        assert luna_today.passed and luna_today.metadata["delisted"].value == delivery.isoformat()
+
+
+# ------------------------------------------------------------------ 3. closed by the exchange's clock
+def test_a_local_clock_ahead_of_the_exchange_never_stores_the_open_candle(simulator, bybit, kline_store):
+    local = datetime(2025, 3, 1, 12, 5, 1, tzinfo=UTC)  # ours: 12:05:01, the 12:00 candle looks closed
+    simulator.set_now(to_ms(local))
+    simulator.set_clock_skew(-2000)  # Bybit's: 12:04:59, the 12:00 candle is still open
+    ingest_days(bybit=bybit, store=kline_store, symbol="BTCUSDT", days=[local.date()], now=local)
+    noon = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    assert kline_store.last_candle("BTCUSDT") == noon - FIVE
+    report = gap_report(kline_store, symbol="BTCUSDT", start=noon - DAY / 2, end=noon + FIVE, now=local)
+    assert report.totals[OUTAGE] == 0  # the open candle is not an outage either
+    later = local + timedelta(minutes=5)
+    simulator.set_now(to_ms(later))
+    ingest_days(bybit=bybit, store=kline_store, symbol="BTCUSDT", days=[local.date()], now=later)
+    assert stored(kline_store, "BTCUSDT", noon, noon + FIVE) == truth(simulator, "BTCUSDT", noon, noon + FIVE)
+
+
+# ------------------------------------------------------------------ 4. the spot listing probe
+def test_the_spot_listing_probe_sends_an_explicit_early_start(simulator, bybit):
+    simulator.add_instrument("spot:NEWSPOT", to_ms(datetime(2025, 1, 15, 8, 0, tzinfo=UTC)))
+    instrument = bybit.get_instrument(symbol="NEWSPOT", category="spot")
+    assert instrument.launch_time == datetime(2025, 1, 15, 8, 0, tzinfo=UTC)  # not "now"
+    [probe] = simulator.kline_requests()
+    assert probe.params["start"] == str(PROBE_START_MS) and probe.params["category"] == "spot"
+
+
+def test_a_probe_answered_with_the_open_candle_is_refused(simulator, bybit):
+    simulator.add_instrument("spot:JUSTNOW", to_ms(NOW) - 60_000)  # its first candle is still open
+    with pytest.raises(BybitError, match="JUSTNOW.*still-open candle at 2025-03-01T12:00:00"):
+        bybit.get_instrument(symbol="JUSTNOW", category="spot")
+
+
+# ------------------------------------------------------------------ 5. error codes
+def test_a_server_timeout_5004_is_retried(simulator, bybit):
+    simulator.inject("5004", "5004")
+    day = datetime(2025, 1, 1, tzinfo=UTC)
+    assert len(bybit.fetch_klines(symbol="BTCUSDT", start=day, end=day + DAY, now=NOW)) == 288
+    assert bybit.retried_faults() == {"retCode 5004": 2}
+
+
+@pytest.mark.parametrize("skew_ms", [0, 3_600_000])
+def test_the_ip_rate_limit_10018_waits_until_its_reset_header(simulator, bybit, skew_ms):
+    # Backoff here is 10-50 ms: only the reset header (1 s ahead on the exchange's clock, which may
+    # be an hour off ours) explains a wait of a second.
+    simulator.set_clock_skew(skew_ms)
+    simulator.inject("10018")
+    day = datetime(2025, 1, 1, tzinfo=UTC)
+    assert len(bybit.fetch_klines(symbol="BTCUSDT", start=day, end=day + DAY, now=NOW)) == 288
+    refused, answered = simulator.kline_requests()
+    assert (refused.fault, answered.fault) == ("10018", None)
+    assert 0.95 <= answered.at - refused.at < 5
+    assert bybit.retried_faults() == {"retCode 10018": 1}
+
+
+def test_10001_stays_permanent_and_403_stops_at_once(simulator, bybit):
+    day = datetime(2025, 1, 1, tzinfo=UTC)
+    simulator.inject("10001")
+    with pytest.raises(BybitRejectedError, match="retCode 10001"):
+        bybit.fetch_klines(symbol="BTCUSDT", start=day, end=day + DAY, now=NOW)
+    simulator.inject("403")
+    with pytest.raises(BybitIpBanError):
+        bybit.fetch_klines(symbol="BTCUSDT", start=day, end=day + DAY, now=NOW)
+    assert [r.fault for r in simulator.kline_requests()] == ["10001", "403"]
