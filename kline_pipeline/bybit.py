@@ -32,10 +32,12 @@ from kline_pipeline.models import (
     grid_floor,
     to_ms,
 )
+from kline_pipeline.partitions import market_name, split_market, validate_symbol
 from kline_pipeline.ratelimit import shared_limiter
 
 MAINNET_URL = "https://api.bybit.com"
 CATEGORIES = ("spot", "linear", "inverse")
+DEFAULT_CATEGORY = "linear"
 INTERVAL_MS = {"5": CANDLE_MS, "15": 15 * 60_000, "30": 30 * 60_000, "60": 3_600_000, "240": 4 * 3_600_000,
                "720": 12 * 3_600_000, "D": 86_400_000}
 """Bybit's kline intervals this project reads: 5m for the raw candles, the rest to compare rollups."""
@@ -79,10 +81,29 @@ class InvalidCandleError(BybitError, ValueError):
 
 
 def _resolve_category(category: str | None) -> str:
-    value = category if category is not None else os.environ.get("BYBIT_CATEGORY") or "linear"
-    if value not in CATEGORIES:
-        raise ValueError(f"invalid Bybit category {value!r}: allowed are {', '.join(CATEGORIES)}")
-    return value
+    if category is None:
+        env = os.environ.get("BYBIT_CATEGORY") or DEFAULT_CATEGORY
+        if env in CATEGORIES and env != DEFAULT_CATEGORY:
+            # It once switched every symbol to another market and overwrote its rows; the market
+            # is now part of each symbol instead, so it may only name the default.
+            raise ValueError(
+                f"BYBIT_CATEGORY={env} is no longer supported: the market is part of each symbol "
+                f"(add {env}:BTCUSDT to keep {env} candles beside the linear ones); unset BYBIT_CATEGORY")
+        category = env
+    if category not in CATEGORIES:
+        raise ValueError(f"invalid Bybit category {category!r}: allowed are {', '.join(CATEGORIES)}")
+    return category
+
+
+def _market(symbol: str, category: str | None) -> tuple[str, str, str]:
+    """(category, Bybit's symbol, our market name) of `symbol`: its `spot:` / `inverse:` prefix
+    names the market; a bare symbol is on `category` (default: the client's, linear)."""
+    if ":" in symbol:
+        validate_symbol(symbol)
+        category, bare = split_market(symbol)
+    else:
+        category, bare = _resolve_category(category), symbol
+    return category, bare, market_name(category, bare)
 
 
 def _resolve_base_url(base_url: str | None) -> str:
@@ -153,8 +174,10 @@ def _limit_wait(headers: Mapping[str, str] | None) -> float | None:
 class BybitClient(dg.ConfigurableResource):
     """Bybit v5 public market data: 5m klines and instruments.
 
-    `base_url` / `category` left unset are read at run time from BYBIT_BASE_URL (default
-    mainnet) and BYBIT_CATEGORY (default linear), so one resource serves every environment.
+    `base_url` left unset is read at run time from BYBIT_BASE_URL (default mainnet), so one
+    resource serves every environment. Every method takes a market name: `BTCUSDT` (linear),
+    `spot:BTCUSDT`, `inverse:BTCUSD`; `category` is the market of a bare symbol, linear unless set
+    (BYBIT_CATEGORY may only name linear: the market belongs to the symbol, see partitions.py).
     """
 
     base_url: str | None = None
@@ -270,25 +293,25 @@ class BybitClient(dg.ConfigurableResource):
         missing there is looked up as Delivering, PreLaunch and Closed in turn (one request each,
         only for such symbols): a delisted symbol's history can still be backfilled.
         """
-        category = _resolve_category(category if category is not None else self.category)
+        category, bare, market = _market(symbol, category if category is not None else self.category)
         for status in (None, *STATUSES[1:]):
-            params = {"category": category, "symbol": symbol} | ({"status": status} if status else {})
+            params = {"category": category, "symbol": bare} | ({"status": status} if status else {})
             reply = self._call(f"instruments-info for {symbol}", "get_instruments_info", **params)
-            rows = [r for r in reply["result"].get("list") or [] if r.get("symbol") == symbol]
+            rows = [r for r in reply["result"].get("list") or [] if r.get("symbol") == bare]
             if rows:
                 break
         else:
-            raise UnknownSymbolError(f"symbol {symbol!r} is not listed on Bybit (category {category}) "
+            raise UnknownSymbolError(f"symbol {bare!r} is not listed on Bybit (category {category}) "
                                      f"in any status ({', '.join(STATUSES)})")
         row = rows[0]
         status = str(row.get("status", ""))
         launch = _ms_field(row.get("launchTime"))
         if launch is None:  # spot carries no launchTime: the oldest candle is the listing
-            launch = self._first_candle_time(symbol, category)
+            launch = self._first_candle_time(bare, category)
         delivery = _ms_field(row.get("deliveryTime"))  # "0" on a perpetual that is not being delisted
         if delivery is None and status == "Closed":  # spot carries no deliveryTime: its last candle ends it
-            delivery = self._last_candle_end(symbol, category)
-        return Instrument(symbol=symbol, category=category, status=status, launch_time=launch,
+            delivery = self._last_candle_end(bare, category)
+        return Instrument(symbol=market, category=category, status=status, launch_time=launch,
                           delivery_time=delivery)
 
     def _first_candle_time(self, symbol: str, category: str) -> datetime | None:
@@ -337,14 +360,14 @@ class BybitClient(dg.ConfigurableResource):
         first = grid_ceil(to_ms(start), step)
         # Last candle that opens before `end` and has closed by `now`.
         last = min(grid_floor(to_ms(end) - 1, step), grid_floor(to_ms(now), step) - step)
-        category = _resolve_category(category if category is not None else self.category)
+        category, bare, symbol = _market(symbol, category if category is not None else self.category)
         window_start = first
         while window_start <= last:
             window_end = min(window_start + (WINDOW_CANDLES - 1) * step, last)
             reply = self._call(
                 f"kline {symbol} {from_ms(window_start).isoformat()}..{from_ms(window_end).isoformat()}",
                 "get_kline",
-                category=category, symbol=symbol, interval=interval,
+                category=category, symbol=bare, interval=interval,
                 start=window_start, end=window_end, limit=WINDOW_CANDLES,
             )
             # The exchange's time of this answer: every candle opening at or after its grid floor

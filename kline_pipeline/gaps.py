@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from kline_pipeline.models import CANDLE_MS, from_ms, grid_ceil, grid_floor, to_ms
-from kline_pipeline.partitions import validate_symbol
+from kline_pipeline.partitions import split_market, validate_symbol
 from kline_pipeline.store import KlineStore
 
 MISSING = "missing"
@@ -68,6 +68,7 @@ class GapReport:
     def to_json(self) -> dict[str, object]:
         return {
             "symbol": self.symbol,
+            "category": split_market(self.symbol)[0],
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "listing": self.listing.isoformat() if self.listing else None,

@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.models import CANDLE_MS, Candle, from_ms, grid_ceil, grid_floor, to_ms
 from kline_pipeline.prefetch import prefetched
-from kline_pipeline.partitions import contiguous_runs, days_by_symbol, validate_symbol
+from kline_pipeline.partitions import contiguous_runs, days_by_symbol, split_market, validate_symbol
 from kline_pipeline.store import DayWriter, KlineStore
 
 DAY = timedelta(days=1)
@@ -45,6 +45,7 @@ class DayReport:
 
     def metadata(self) -> dict[str, object]:
         meta: dict[str, object] = {
+            "category": split_market(self.symbol)[0],
             "rows": self.rows, "rows_changed": self.changed, "rows_deleted": self.deleted,
             "requests": round(self.requests, 3),
             "first_candle": _iso(self.first_candle), "last_candle": _iso(self.last_candle),

@@ -1,6 +1,11 @@
 """The one partitions object shared by assets, checks, sensors and schedules.
 
 Keys look like `2025-01-01|BTCUSDT` (Dagster orders the dimensions by name: date, then symbol).
+
+The symbol dimension names a MARKET: the market (Bybit's category) is part of a candle's
+identity, so spot and inverse markets carry it as a prefix, `spot:BTCUSDT`, `inverse:BTCUSD`; the
+default market, linear, has none (`BTCUSDT`), so its keys and rows stay what they always were.
+The same name is the `symbol` of every table row (with the category also in a `category` column).
 """
 
 import os
@@ -18,7 +23,10 @@ DEFAULT_START_DATE = "2020-01-01"
 # when the code location loads. Days before a symbol's listing are materialised empty and cheap.
 START_DATE = os.environ.get("KLINE_START_DATE", DEFAULT_START_DATE)
 
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{2,30}$")
+SYMBOL_PATTERN = re.compile(r"^(?:(?:spot|inverse):)?[A-Z0-9]{2,30}$")
+CATEGORIES = ("linear", "spot", "inverse")
+DEFAULT_CATEGORY = "linear"
+"""The market of a symbol written without a prefix."""
 
 symbols_partitions = dg.DynamicPartitionsDefinition(name="symbols")
 daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1, timezone="UTC")
@@ -26,12 +34,30 @@ kline_partitions = dg.MultiPartitionsDefinition({"date": daily_partitions, "symb
 
 
 def validate_symbol(symbol: str) -> str:
-    """Return `symbol` if it looks like a Bybit symbol, else raise a ValueError naming it."""
+    """Return `symbol` (a market: `BTCUSDT`, `spot:BTCUSDT`, `inverse:BTCUSD`) if it is well formed,
+    else raise a ValueError naming it and what is allowed."""
     if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):
+        hint = ""
+        if isinstance(symbol, str) and symbol.startswith("linear:"):
+            hint = f"; linear is the default market: write {symbol.removeprefix('linear:')!r}"
         raise ValueError(
-            f"invalid symbol {symbol!r}: symbols are 2-30 characters of A-Z and 0-9 (e.g. BTCUSDT)"
+            f"invalid symbol {symbol!r}: symbols are 2-30 characters of A-Z and 0-9 (e.g. BTCUSDT), "
+            f"prefixed spot: or inverse: for those markets (e.g. spot:BTCUSDT){hint}"
         )
     return symbol
+
+
+def split_market(symbol: str) -> tuple[str, str]:
+    """`"spot:BTCUSDT"` -> ("spot", "BTCUSDT"); `"BTCUSDT"` -> ("linear", "BTCUSDT")."""
+    head, sep, rest = symbol.partition(":")
+    return (head, rest) if sep else (DEFAULT_CATEGORY, symbol)
+
+
+def market_name(category: str, symbol: str) -> str:
+    """Inverse of `split_market`: the name of `symbol` on `category` (no prefix for linear)."""
+    if category not in CATEGORIES:
+        raise ValueError(f"invalid Bybit category {category!r}: allowed are {', '.join(CATEGORIES)}")
+    return symbol if category == DEFAULT_CATEGORY else f"{category}:{symbol}"
 
 
 def valid_symbols(symbols: Iterable[str]) -> list[str]:

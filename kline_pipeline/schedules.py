@@ -147,7 +147,8 @@ def refresh_latest_candles(
     now = clock.utcnow()
     registered = list(context.instance.get_dynamic_partitions(symbols_partitions.name))
     symbols = valid_symbols(registered)
-    errors = {s: "not a valid Bybit symbol (2-30 characters of A-Z and 0-9); remove it with "
+    errors = {s: "not a valid Bybit symbol (2-30 characters of A-Z and 0-9, prefixed spot: or inverse: for "
+              "those markets); remove it with "
               "`kline-pipeline symbols remove`" for s in registered if s not in symbols}
     started = time.perf_counter()
     ticks, failed = _refresh_all(config, bybit, kline_store, symbols, now)

@@ -164,13 +164,22 @@ def test_unknown_category_is_refused():
         _ = BybitClient(category="futures").resolved_category
 
 
-def test_environment_configures_url_and_category(monkeypatch, simulator):
+def test_environment_configures_url_and_the_symbol_names_the_market(monkeypatch, simulator):
     monkeypatch.setenv("BYBIT_BASE_URL", simulator.url)
-    monkeypatch.setenv("BYBIT_CATEGORY", "inverse")
     client = BybitClient()
-    assert client.resolved_base_url == simulator.url and client.resolved_category == "inverse"
+    assert client.resolved_base_url == simulator.url and client.resolved_category == "linear"
+    assert client.get_instrument(symbol="inverse:BTCUSDT").symbol == "inverse:BTCUSDT"
+    assert simulator.requests[-1].params["category"] == "inverse" and simulator.requests[-1].params["symbol"] == "BTCUSDT"
     client.get_instrument(symbol="BTCUSDT")
-    assert simulator.requests[-1].params["category"] == "inverse"
+    assert simulator.requests[-1].params["category"] == "linear"
+
+
+def test_a_category_switch_by_environment_is_refused_naming_the_market_syntax(monkeypatch, simulator):
+    monkeypatch.setenv("BYBIT_BASE_URL", simulator.url)
+    monkeypatch.setenv("BYBIT_CATEGORY", "spot")
+    with pytest.raises(ValueError, match=r"BYBIT_CATEGORY=spot is no longer supported.*add spot:BTCUSDT"):
+        BybitClient().get_instrument(symbol="BTCUSDT")
+    assert simulator.requests == []
 
 
 def test_other_intervals_are_fetched_on_their_own_grid(bybit, simulator):

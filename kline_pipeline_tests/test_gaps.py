@@ -80,7 +80,7 @@ def test_report_over_listing_outage_deleted_rows_and_today(clean, bybit, simulat
         (listing_day + timedelta(days=1, hours=3), 6, MISSING)]
     assert report.expected == 2 * 288 - 96 and report.present == report.expected - 18
     doc = report.to_json()
-    assert set(doc) == {"symbol", "start", "end", "listing", "delisting", "expected", "present", "totals", "gaps"}
+    assert set(doc) == {"symbol", "start", "end", "category", "listing", "delisting", "expected", "present", "totals", "gaps"}
     assert doc["gaps"][2] == {"start": "2025-01-16T03:00:00+00:00", "end": "2025-01-16T03:30:00+00:00",
                               "candles": 6, "cause": "missing"}
     today = gap_report(clean, symbol="NEWUSDT", start=datetime(2025, 3, 1, tzinfo=UTC),

@@ -95,7 +95,7 @@ def test_schema_is_applied_idempotently(kline_store):
             "SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_index i JOIN pg_attribute a "
             "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
             "WHERE i.indrelid = 'price_klines'::regclass AND i.indisprimary").scalar()
-    assert cols == ["symbol", "timeframe", "timestamp", "open", "high", "low", "close", "volume", "turnover"]
+    assert cols == ["symbol", "timeframe", "timestamp", "open", "high", "low", "close", "volume", "turnover", "category"]
     assert sorted(key) == ["symbol", "timeframe", "timestamp"]
 
 

@@ -110,8 +110,8 @@ DECLARE
     sym text;
 BEGIN
     SELECT * INTO span FROM price_kline_rollup_span(rollup, window_start, window_end);
-    IF only_symbol IS NOT NULL AND only_symbol !~ '^[A-Z0-9]{2,30}$' THEN
-        RAISE EXCEPTION 'invalid symbol %: symbols are 2-30 characters of A-Z and 0-9', quote_literal(only_symbol)
+    IF only_symbol IS NOT NULL AND only_symbol !~ '^((spot|inverse):)?[A-Z0-9]{2,30}$' THEN
+        RAISE EXCEPTION 'invalid symbol %: symbols are 2-30 characters of A-Z and 0-9, prefixed spot: or inverse: for those markets', quote_literal(only_symbol)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- Per symbol, so every query is an index range scan on (symbol, timeframe, timestamp);

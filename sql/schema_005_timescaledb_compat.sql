@@ -140,7 +140,7 @@ BEGIN
            format('SELECT symbol, date_bin(%L::interval, "timestamp", ''2000-01-01 00:00+00'') AS bucket, '
                   '(array_agg(open ORDER BY "timestamp"))[1] AS open, max(high) AS high, min(low) AS low, '
                   '(array_agg(close ORDER BY "timestamp" DESC))[1] AS close, sum(volume) AS volume, '
-                  'sum(turnover) AS turnover, count(*) AS candle_count '
+                  'sum(turnover) AS turnover, count(*) AS candle_count, price_kline_category(symbol) AS category '
                   'FROM price_klines WHERE timeframe = ''5m'' GROUP BY 1, 2', r.stride) AS view_definition,
            true AS finalized
     FROM price_kline_rollups AS r JOIN pg_class AS c ON c.oid = to_regclass(r.name)
