@@ -131,7 +131,7 @@ def stored_symbols(dagster_home, kline_store, database_url, monkeypatch):
             ingest_days(bybit=client, store=kline_store, symbol=symbol, days=[date(2025, 1, 1), date(2025, 1, 2)], now=NOW)
             for rollup in ROLLUPS:
                 kline_store.refresh_rollup(rollup=rollup, symbol=symbol, start=jan1, end=datetime(2025, 1, 3, tzinfo=timezone.utc))
-            kline_store.record_live_tick(symbol=symbol, at=NOW)
+        kline_store.record_live_ticks(at=NOW, errors={"BTCUSDT": None, "ETHUSDT": None})
     finally:
         sim.stop()
     assert main(["symbols", "add", "BTCUSDT", "ETHUSDT"]) == 0

@@ -51,7 +51,8 @@ def running_for(ui: str, backfill_id: str, seconds: float) -> bool:
                for r in backfill(ui, backfill_id)["runs"])
 
 
-def test_a_canceled_backfill_stops_at_once_with_whole_days(tmp_path, monkeypatch, kline_store, database_url, ledger):
+def test_a_canceled_backfill_stops_at_once_with_whole_days(tmp_path, monkeypatch, kline_store, database_url, dagster_storage,
+                                                           ledger):
     with simulator_process(tmp_path / "sim.log", "--fail-every", "1", "--fail-kinds", "slow:1") as sim_url:
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
         monkeypatch.setenv("KLINE_DATABASE_URL", database_url)
