@@ -213,7 +213,8 @@ def _at_least_one(text: str) -> int:
 
 def _add_range_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     """--symbol, --start and --end, as the gaps and backfill commands (and the old API) take them."""
-    parser.add_argument("--symbol", required=required, help="Bybit symbol, e.g. BTCUSDT")
+    parser.add_argument("--symbol", required=required,
+                        help="Bybit symbol with its market, e.g. BTCUSDT (linear), spot:BTCUSDT, inverse:BTCUSD")
     parser.add_argument("--start", required=required, help="ISO 8601 UTC time, e.g. 2025-01-01T00:00:00Z")
     parser.add_argument("--end", required=required, help="ISO 8601 UTC time (exclusive), e.g. 2025-02-01T00:00:00Z")
 
@@ -231,14 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     symbols = sub.add_parser(
         "symbols", help="add, list or remove symbol partitions",
         description="Symbols are the second partition dimension. `add` checks each symbol against "
-        "Bybit's instruments-info (BYBIT_BASE_URL / BYBIT_CATEGORY) before adding any of them. "
+        "Bybit's instruments-info (BYBIT_BASE_URL), in any status (delisted symbols too), before adding any of them. "
         "Without internet, `kline-pipeline simulate-exchange` serves an offline exchange "
         "(BYBIT_BASE_URL=http://127.0.0.1:8765). `list` warns (on stderr) about partitions that are "
         'not valid symbols, which the UI\'s "add partition" accepts; `remove` takes any of them away.',
     )
     actions = symbols.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add symbols, e.g. `kline-pipeline symbols add BTCUSDT ETHUSDT`")
-    add.add_argument("symbols", nargs="+", metavar="SYMBOL", help="Bybit symbol, uppercase, e.g. BTCUSDT")
+    add.add_argument("symbols", nargs="+", metavar="SYMBOL",
+                     help="Bybit symbol, uppercase, with its market: BTCUSDT (linear), spot:BTCUSDT, inverse:BTCUSD")
     actions.add_parser("list", help="print the symbols that have partitions")
     remove = actions.add_parser(
         "remove", help="remove a symbol partition (with --purge also its stored data)",
