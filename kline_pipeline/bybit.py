@@ -252,7 +252,8 @@ class BybitClient(dg.ConfigurableResource):
                 cause, kind = f"retCode {exc.status_code} {exc.message}", f"retCode {exc.status_code}"
                 if exc.status_code == IP_RATE_LIMIT and attempt < self.max_attempts:
                     wait = _limit_wait(exc.resp_headers)
-                    if wait is not None:  # the reset header says exactly how long; no backoff on top
+                    if wait:  # the reset header says exactly how long; no backoff on top (a reset
+                        # already past falls back to the backoff below, so retries never spin)
                         self._retried[kind] += 1
                         time.sleep(wait)
                         continue
