@@ -119,6 +119,17 @@ def test_a_symbol_that_starts_settling_is_followed_to_its_delivery_then_skipped_
         assert luna_today.passed and luna_today.metadata["delisted"].value == delivery.isoformat()
 
 
+def test_a_prelaunch_symbol_is_added_and_its_days_before_launch_are_empty(simulator, bybit, kline_store):
+    launch = NOW + timedelta(days=2)
+    simulator.add_instrument("SOONUSDT", to_ms(launch))
+    with dg.instance_for_test() as instance:
+        assert add_symbols(instance, bybit, ["SOONUSDT"]) == ["SOONUSDT"]
+    report = ingest_days(bybit=bybit, store=kline_store, symbol="SOONUSDT", days=[NOW.date()], now=NOW)
+    assert kline_store.listing("SOONUSDT").status == "PreLaunch" and report.days_before_listing == 1
+    assert report.days[0].empty_reason == f"before the listing ({launch.isoformat()})"
+    assert simulator.kline_requests() == []
+
+
 # ------------------------------------------------------------------ 3. closed by the exchange's clock
 def test_a_local_clock_ahead_of_the_exchange_never_stores_the_open_candle(simulator, bybit, kline_store):
     local = datetime(2025, 3, 1, 12, 5, 1, tzinfo=UTC)  # ours: 12:05:01, the 12:00 candle looks closed

@@ -118,3 +118,14 @@ def test_gaps_command_text_json_and_exit_codes(cli_env, bybit, simulator, capsys
 def test_gaps_command_refuses_bad_arguments(cli_env, capsys, start, end, symbol, message):
     assert main(["gaps", "--symbol", symbol, "--start", start, "--end", end]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_gaps_command_reports_a_market_of_its_own(cli_env, bybit, simulator, capsys, frozen_clock):
+    simulator.add_instrument("spot:BTCUSDT", to_ms(datetime(2021, 1, 1, tzinfo=UTC)))
+    ingest_days(bybit=bybit, store=cli_env, symbol="spot:BTCUSDT", days=[JAN1.date()], now=NOW)
+    args = ["gaps", "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-02T00:00:00Z", "--json"]
+    assert main([*args, "--symbol", "spot:BTCUSDT"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["symbol"], doc["category"], doc["present"], doc["totals"]["missing"]) == ("spot:BTCUSDT", "spot", 288, 0)
+    assert main([*args, "--symbol", "linear:BTCUSDT"]) == 2  # the default market has no prefix
+    assert "linear is the default market: write 'BTCUSDT'" in capsys.readouterr().err

@@ -94,6 +94,13 @@ def test_clock_skew_moves_the_exchange_time_and_the_open_candle(sim: BybitSimula
     assert newest != sim.candles("BTCUSDT", int(newest[0]), int(newest[0]) + FIVE)[0]  # partial
 
 
+def test_the_clock_skew_can_be_set_over_http(sim: BybitSimulator) -> None:
+    assert requests.post(sim.url + "/_sim/now", json={"ms": NOW, "skew_ms": 2500}, timeout=5).status_code == 200
+    assert get(sim, "/v5/market/time")["time"] == NOW + 2500
+    bad = requests.post(sim.url + "/_sim/now", json={"ms": NOW, "skew_ms": "2.5 s"}, timeout=5)
+    assert bad.status_code == 400 and "skew_ms must be an integer, got '2.5 s'" in bad.json()["error"]
+
+
 def test_start_zero_is_read_as_not_given(sim: BybitSimulator) -> None:
     probe = get(sim, category="spot", symbol="BTCUSDT", interval="5", start=0, limit=1)["result"]["list"]
     assert int(probe[0][0]) == NOW - NOW % FIVE  # the open candle, not the first one
