@@ -223,6 +223,8 @@ def _symbol(store: KlineStore, symbol: str, first: datetime | None, newest: date
     error = fresh.metadata.get("last_live_error")
     detail = (f"newest candle closed {ago(age)} ago (limit {ago(CANDLE + FRESHNESS_TOLERANCE)})"
               + (f"; last live tick failed: {error}" if error else ""))
+    if "delisted" in fresh.metadata:  # nothing trades after it: an old newest candle is expected
+        detail = f"delisted at {fresh.metadata['delisted']}, not refreshed any more; newest candle closed {ago(age)} ago"
     yield Finding("candles", symbol, OK if fresh.passed else PROBLEM, detail,
                   {**fresh.metadata, "candles_fresh": fresh.state})
     # The recent days only: a health check is polled, and a whole history is a backfill's report.

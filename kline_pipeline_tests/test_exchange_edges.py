@@ -119,6 +119,18 @@ def test_a_symbol_that_starts_settling_is_followed_to_its_delivery_then_skipped_
         assert luna_today.passed and luna_today.metadata["delisted"].value == delivery.isoformat()
 
 
+def test_doctor_calls_a_delisted_symbol_healthy_and_says_delisted(luna, bybit, kline_store):
+    from kline_pipeline.health import OK, symbols as symbol_findings
+
+    ingest_days(bybit=bybit, store=kline_store, symbol="LUNAUSDT", days=[DELISTED_AT.date()], now=NOW)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(symbols_partitions.name, ["LUNAUSDT"])
+        findings = {f.section: f for f in symbol_findings(instance, kline_store, NOW)}
+    assert findings["candles"].state == OK
+    assert findings["candles"].detail.startswith("delisted at 2025-01-10T12:00:00+00:00, not refreshed any more")
+    assert findings["gaps"].state == OK  # the weeks since the delisting are not missing
+
+
 def test_a_prelaunch_symbol_is_added_and_its_days_before_launch_are_empty(simulator, bybit, kline_store):
     launch = NOW + timedelta(days=2)
     simulator.add_instrument("SOONUSDT", to_ms(launch))
