@@ -34,11 +34,11 @@ from kline_pipeline.backfills import (
 )
 from kline_pipeline.cli import PROJECT_ROOT, _default_dagster_home, build_parser, main
 from kline_pipeline.partitions import symbols_partitions
+from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline_tests.conftest import NOW
 
 UTC = timezone.utc
-ASSETS = ["price_klines_12h", "price_klines_15m", "price_klines_1d", "price_klines_1h", "price_klines_30m",
-          "price_klines_4h", "price_klines_5m"]
+ASSETS = sorted(["price_klines_5m", *(rollup.table for rollup in ROLLUPS)])
 
 
 def utc(text: str) -> datetime:

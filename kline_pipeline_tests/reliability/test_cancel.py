@@ -19,10 +19,10 @@ import requests
 
 from kline_pipeline.cli import _default_dagster_home
 from kline_pipeline.partitions import symbols_partitions
+from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline_tests.processes import graphql, kline_dev, launch_backfill, simulator_process, wait_until
 
-ASSETS = ["price_klines_5m", "price_klines_15m", "price_klines_30m", "price_klines_1h", "price_klines_4h",
-          "price_klines_12h", "price_klines_1d"]
+ASSETS = ["price_klines_5m", *(rollup.table for rollup in ROLLUPS)]
 CANCEL = """mutation($id: String!) { cancelPartitionBackfill(backfillId: $id) {
   __typename ... on PythonError { message } } }"""
 # The shared BACKFILL_STATUS query with the times this test compares with the cancel.
