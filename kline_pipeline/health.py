@@ -228,8 +228,11 @@ def _symbol(store: KlineStore, symbol: str, first: datetime | None, newest: date
     yield Finding("candles", symbol, OK if fresh.passed else PROBLEM, detail,
                   {**fresh.metadata, "candles_fresh": fresh.state})
     # The recent days only: a health check is polled, and a whole history is a backfill's report.
+    # Candles that closed within the freshness tolerance are the freshness finding's, not gaps:
+    # else one that closed a second ago, not fetched yet by the next live tick, counts as missing.
     first = max(first, now - GAP_WINDOW)
-    report = gap_report(store, symbol=symbol, start=first, end=max(now, first + CANDLE), now=now)
+    end = max(now - FRESHNESS_TOLERANCE, newest + CANDLE, first + CANDLE)
+    report = gap_report(store, symbol=symbol, start=first, end=end, now=now)
     missing = [s for s in report.spans if s.cause == MISSING]
     facts = {"since": first.isoformat(), "missing_candles": report.missing, "exchange_outage_candles":
              report.totals[OUTAGE], "missing_spans": [{"start": s.start.isoformat(), "end": s.end.isoformat(),
