@@ -15,7 +15,7 @@ from kline_pipeline.bybit import (
 )
 from kline_pipeline.checks import Facts
 from kline_pipeline.checks.rules import candles_fresh, no_missing_candles
-from kline_pipeline.gaps import DELISTED, MISSING, OUTAGE, gap_report
+from kline_pipeline.gaps import DELISTED, MISSING, NOT_CLOSED, OUTAGE, gap_report
 from kline_pipeline.ingest import ingest_days
 from kline_pipeline.live import DEFAULT_LOOKBACK_MINUTES, refresh_symbol
 from kline_pipeline.models import Candle, to_ms
@@ -151,7 +151,11 @@ def test_a_local_clock_ahead_of_the_exchange_never_stores_the_open_candle(simula
     noon = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
     assert kline_store.last_candle("BTCUSDT") == noon - FIVE
     report = gap_report(kline_store, symbol="BTCUSDT", start=noon - DAY / 2, end=noon + FIVE, now=local)
-    assert report.totals[OUTAGE] == 0  # the open candle is not an outage either
+    # The candle still open by the exchange's clock is neither an outage nor missing.
+    assert (report.totals[OUTAGE], report.totals[MISSING], report.totals[NOT_CLOSED]) == (0, 0, 1)
+    today = f"{local.date().isoformat()}|BTCUSDT"
+    outcome = no_missing_candles(Facts(kline_store, [today], local), today)
+    assert outcome.passed, outcome
     later = local + timedelta(minutes=5)
     simulator.set_now(to_ms(later))
     ingest_days(bybit=bybit, store=kline_store, symbol="BTCUSDT", days=[local.date()], now=later)
