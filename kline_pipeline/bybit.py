@@ -32,12 +32,10 @@ from kline_pipeline.models import (
     grid_floor,
     to_ms,
 )
-from kline_pipeline.partitions import market_name, split_market, validate_symbol
+from kline_pipeline.partitions import CATEGORIES, DEFAULT_CATEGORY, market_name, split_market, validate_symbol
 from kline_pipeline.ratelimit import shared_limiter
 
 MAINNET_URL = "https://api.bybit.com"
-CATEGORIES = ("spot", "linear", "inverse")
-DEFAULT_CATEGORY = "linear"
 INTERVAL_MS = {"5": CANDLE_MS, "15": 15 * 60_000, "30": 30 * 60_000, "60": 3_600_000, "240": 4 * 3_600_000,
                "720": 12 * 3_600_000, "D": 86_400_000}
 """Bybit's kline intervals this project reads: 5m for the raw candles, the rest to compare rollups."""
@@ -81,28 +79,37 @@ class InvalidCandleError(BybitError, ValueError):
 
 
 def _resolve_category(category: str | None) -> str:
+    """The market of a bare symbol from the resource's `category` or BYBIT_CATEGORY: only linear.
+
+    Either once switched every bare symbol to another market while ingest wrote its rows under the
+    linear name (spot prices in linear rows); the market is now part of each symbol instead."""
+    source = "category"
     if category is None:
-        env = os.environ.get("BYBIT_CATEGORY") or DEFAULT_CATEGORY
-        if env in CATEGORIES and env != DEFAULT_CATEGORY:
-            # It once switched every symbol to another market and overwrote its rows; the market
-            # is now part of each symbol instead, so it may only name the default.
-            raise ValueError(
-                f"BYBIT_CATEGORY={env} is no longer supported: the market is part of each symbol "
-                f"(add {env}:BTCUSDT to keep {env} candles beside the linear ones); unset BYBIT_CATEGORY")
-        category = env
-    if category not in CATEGORIES:
-        raise ValueError(f"invalid Bybit category {category!r}: allowed are {', '.join(CATEGORIES)}")
-    return category
+        category, source = os.environ.get("BYBIT_CATEGORY") or DEFAULT_CATEGORY, "BYBIT_CATEGORY"
+    if category == DEFAULT_CATEGORY:
+        return category
+    if category in CATEGORIES:
+        raise ValueError(
+            f"{source}={category} is no longer supported: the market is part of each symbol "
+            f"(add {category}:BTCUSDT to keep {category} candles beside the linear ones); "
+            f"only {DEFAULT_CATEGORY} (or unset) is allowed")
+    raise ValueError(f"invalid Bybit category {category!r}: only {DEFAULT_CATEGORY} (or unset) is allowed; "
+                     "name spot and inverse markets in the symbol (spot:BTCUSDT, inverse:BTCUSD)")
 
 
 def _market(symbol: str, category: str | None) -> tuple[str, str, str]:
     """(category, Bybit's symbol, our market name) of `symbol`: its `spot:` / `inverse:` prefix
-    names the market; a bare symbol is on `category` (default: the client's, linear)."""
+    names the market; a bare symbol is linear, unless a method call names another `category`
+    explicitly (the returned market name then carries it)."""
     if ":" in symbol:
         validate_symbol(symbol)
         category, bare = split_market(symbol)
+    elif category is not None:
+        if category not in CATEGORIES:
+            raise ValueError(f"invalid Bybit category {category!r}: allowed are {', '.join(CATEGORIES)}")
+        bare = symbol
     else:
-        category, bare = _resolve_category(category), symbol
+        category, bare = DEFAULT_CATEGORY, symbol
     return category, bare, market_name(category, bare)
 
 
@@ -176,8 +183,9 @@ class BybitClient(dg.ConfigurableResource):
 
     `base_url` left unset is read at run time from BYBIT_BASE_URL (default mainnet), so one
     resource serves every environment. Every method takes a market name: `BTCUSDT` (linear),
-    `spot:BTCUSDT`, `inverse:BTCUSD`; `category` is the market of a bare symbol, linear unless set
-    (BYBIT_CATEGORY may only name linear: the market belongs to the symbol, see partitions.py).
+    `spot:BTCUSDT`, `inverse:BTCUSD`. `category` (and BYBIT_CATEGORY) may only name linear, the
+    market of a bare symbol: any other value is refused when the client is used, since the market
+    belongs to the symbol (see partitions.py).
     """
 
     base_url: str | None = None
@@ -294,7 +302,8 @@ class BybitClient(dg.ConfigurableResource):
         missing there is looked up as Delivering, PreLaunch and Closed in turn (one request each,
         only for such symbols): a delisted symbol's history can still be backfilled.
         """
-        category, bare, market = _market(symbol, category if category is not None else self.category)
+        _resolve_category(self.category)  # refuses a non-linear `category` / BYBIT_CATEGORY before any request
+        category, bare, market = _market(symbol, category)
         for status in (None, *STATUSES[1:]):
             params = {"category": category, "symbol": bare} | ({"status": status} if status else {})
             reply = self._call(f"instruments-info for {symbol}", "get_instruments_info", **params)
@@ -361,7 +370,8 @@ class BybitClient(dg.ConfigurableResource):
         first = grid_ceil(to_ms(start), step)
         # Last candle that opens before `end` and has closed by `now`.
         last = min(grid_floor(to_ms(end) - 1, step), grid_floor(to_ms(now), step) - step)
-        category, bare, symbol = _market(symbol, category if category is not None else self.category)
+        _resolve_category(self.category)  # refuses a non-linear `category` / BYBIT_CATEGORY before any request
+        category, bare, symbol = _market(symbol, category)
         window_start = first
         while window_start <= last:
             window_end = min(window_start + (WINDOW_CANDLES - 1) * step, last)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from kline_pipeline.bybit import BybitClient
-from kline_pipeline.ingest import IngestReport, sweep
+from kline_pipeline.ingest import IngestReport, checked_instrument, sweep
 from kline_pipeline.models import CANDLE_MS, from_ms, grid_floor, to_ms
 from kline_pipeline.partitions import validate_symbol
 from kline_pipeline.rollups import ROLLUPS
@@ -93,7 +93,7 @@ def refresh_symbol(
     listing = store.listing(symbol)
     checked = listing is None
     if listing is None:  # first tick for a new symbol: one extra request, remembered afterwards
-        listing = bybit.get_instrument(symbol=symbol)
+        listing = checked_instrument(bybit, symbol)
         store.record_listing(listing, checked_at=now)
     closed_until = from_ms(grid_floor(to_ms(now)))
     fetched_from = closed_until - refetch
@@ -106,7 +106,7 @@ def refresh_symbol(
         # The newest closed candle did not come: an outage, or the symbol stopped trading. Re-read
         # its instrument (only then: one request per symbol stays the steady state); a delisting
         # found here makes later ticks skip it, and the gap report calls the span "delisted".
-        store.record_listing(bybit.get_instrument(symbol=symbol), checked_at=now)
+        store.record_listing(checked_instrument(bybit, symbol), checked_at=now)
     report = IngestReport(requests=bybit.requests_made - requests_before) + report
     pending = [t for t in (state.pending_since if state else None, report.first_changed) if t is not None]
     if report.first_changed is not None:
