@@ -233,7 +233,8 @@ class BybitClient(dg.ConfigurableResource):
 
     def _http(self) -> HTTP:
         if self._session is None:
-            session = HTTP(testnet=False, timeout=self.timeout_seconds, max_retries=1)
+            # Headers too: `Timenow` is the exchange's time when a reply body carries no `time`.
+            session = HTTP(testnet=False, timeout=self.timeout_seconds, max_retries=1, return_response_headers=True)
             # pybit builds each URL from `endpoint` at call time, so this points it anywhere.
             session.endpoint = self.resolved_base_url
             # Retries are ours (pybit's 10006 path crashes on a past reset header); an empty
@@ -251,7 +252,8 @@ class BybitClient(dg.ConfigurableResource):
             limiter.acquire()
             self._requests_made += 1
             try:
-                reply = getattr(self._http(), method)(**params)
+                answer = getattr(self._http(), method)(**params)
+                reply, headers = (answer[0], answer[2]) if isinstance(answer, tuple) else (answer, None)
             except InvalidRequestError as exc:
                 if exc.status_code not in RETRYABLE_RET_CODES:
                     raise BybitRejectedError(
@@ -285,6 +287,9 @@ class BybitClient(dg.ConfigurableResource):
                 if not isinstance(reply, dict) or not isinstance(reply.get("result"), dict):
                     cause = kind = "a reply without a result object"
                 else:
+                    header_time = _int_or_none((headers or {}).get("Timenow"))
+                    if header_time is not None:
+                        reply[TIMENOW_KEY] = header_time
                     return reply
             if attempt < self.max_attempts:
                 self._retried[kind] += 1
@@ -335,7 +340,13 @@ class BybitClient(dg.ConfigurableResource):
         if not rows:
             return None
         first_ms = min(int(r[0]) for r in rows)
-        if first_ms + CANDLE_MS > _reply_time(reply, default=to_ms(clock.utcnow())):
+        exchange_ms = _reply_time(reply)
+        if exchange_ms is None:
+            exchange_ms = self.server_time_ms()
+        # Nothing known of the exchange's clock: the newest candle by the local one may still be open.
+        if exchange_ms is None:
+            exchange_ms = to_ms(clock.utcnow()) - CANDLE_MS
+        if first_ms + CANDLE_MS > exchange_ms:
             raise BybitError(
                 f"the listing probe of {symbol} ({category}) answered the still-open candle at "
                 f"{from_ms(first_ms).isoformat()}, not the first one: refusing to take the listing as now "
@@ -373,6 +384,7 @@ class BybitClient(dg.ConfigurableResource):
         _resolve_category(self.category)  # refuses a non-linear `category` / BYBIT_CATEGORY before any request
         category, bare, symbol = _market(symbol, category)
         window_start = first
+        server_ms: int | None | object = _UNASKED
         while window_start <= last:
             window_end = min(window_start + (WINDOW_CANDLES - 1) * step, last)
             reply = self._call(
@@ -383,7 +395,15 @@ class BybitClient(dg.ConfigurableResource):
             )
             # The exchange's time of this answer: every candle opening at or after its grid floor
             # is still open there, whatever the local clock says.
-            exchange_ms = _reply_time(reply, default=to_ms(now))
+            exchange_ms = _reply_time(reply)
+            if exchange_ms is None:  # the body has no `time` and no `Timenow` header came: ask, once
+                if server_ms is _UNASKED:
+                    server_ms = self.server_time_ms()
+                exchange_ms = server_ms
+            if exchange_ms is None:
+                # Nothing known of the exchange's clock: never take the local one for it (it may be
+                # ahead); the newest candle closed by the local clock is treated as still open.
+                exchange_ms = to_ms(now) - step
             closed_until = min(window_end + step, grid_floor(exchange_ms, step))
             by_start: dict[int, Candle] = {}
             for row in reply["result"].get("list") or []:
@@ -396,6 +416,19 @@ class BybitClient(dg.ConfigurableResource):
                 return  # the rest is not closed yet by the exchange's clock
             window_start = window_end + step
 
+    def server_time_ms(self) -> int | None:
+        """The exchange's clock (epoch ms) from `/v5/market/time`; None if it cannot be read."""
+        try:
+            reply = self._call("server time", "get_server_time")
+        except BybitError:
+            return None
+        result = reply.get("result") or {}
+        nano = _int_or_none(result.get("timeNano"))
+        if nano is not None:
+            return nano // 1_000_000
+        second = _int_or_none(result.get("timeSecond"))
+        return second * 1000 if second is not None else _reply_time(reply)
+
     def fetch_klines(
         self, *, symbol: str, start: datetime, end: datetime, now: datetime, interval: str = "5",
         category: str | None = None,
@@ -406,9 +439,23 @@ class BybitClient(dg.ConfigurableResource):
         return [c for w in windows for c in w.candles]
 
 
-def _reply_time(reply: Mapping[str, Any], *, default: int) -> int:
-    """The `time` (epoch ms, the exchange's clock) of a v5 reply; `default` if it has none."""
+TIMENOW_KEY = "_timenow"
+"""Where `_call` keeps a reply's `Timenow` header (the exchange's clock, epoch ms) in the reply."""
+_UNASKED = object()
+
+
+def _int_or_none(value: Any) -> int | None:
     try:
-        return int(reply["time"])
-    except (KeyError, TypeError, ValueError):
-        return default
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _reply_time(reply: Mapping[str, Any]) -> int | None:
+    """The exchange's time (epoch ms) of a v5 reply: its `time`, else its `Timenow` header; None if
+    it carries neither (the local clock is never taken for it)."""
+    for key in ("time", TIMENOW_KEY):
+        value = _int_or_none(reply.get(key))
+        if value is not None:
+            return value
+    return None

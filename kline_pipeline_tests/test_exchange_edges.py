@@ -162,6 +162,38 @@ def test_a_local_clock_ahead_of_the_exchange_never_stores_the_open_candle(simula
     assert stored(kline_store, "BTCUSDT", noon, noon + FIVE) == truth(simulator, "BTCUSDT", noon, noon + FIVE)
 
 
+@pytest.mark.parametrize("omit, time_requests", [(("body",), 0), (("body", "header"), 1)])
+def test_a_reply_without_time_is_judged_by_another_exchange_clock_not_the_local_one(
+        simulator, bybit, kline_store, omit, time_requests):
+    local = datetime(2025, 3, 1, 12, 5, 1, tzinfo=UTC)  # ours: 12:05:01, the 12:00 candle looks closed
+    simulator.set_now(to_ms(local))
+    simulator.set_clock_skew(-2000)  # Bybit's: 12:04:59, the 12:00 candle is still open
+    simulator.set_omit_time(*omit)  # no `time` in the body (and no Timenow header)
+    ingest_days(bybit=bybit, store=kline_store, symbol="BTCUSDT", days=[local.date()], now=local)
+    noon = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    assert kline_store.last_candle("BTCUSDT") == noon - FIVE
+    # The Timenow header serves; without it one /v5/market/time call for the whole sweep.
+    assert [r.path for r in simulator.requests].count("/v5/market/time") == time_requests
+    assert len(simulator.kline_requests()) == 1
+
+
+def test_with_no_exchange_time_at_all_the_newest_candle_is_treated_as_open(simulator, bybit, kline_store):
+    local = datetime(2025, 3, 1, 12, 5, 1, tzinfo=UTC)  # both clocks agree: the 12:00 candle is closed
+    simulator.set_now(to_ms(local))
+    simulator.set_omit_time("body", "header", "endpoint")
+    ingest_days(bybit=bybit, store=kline_store, symbol="BTCUSDT", days=[local.date()], now=local)
+    noon = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    assert kline_store.last_candle("BTCUSDT") == noon - FIVE  # conservative: not stored yet
+    assert stored(kline_store, "BTCUSDT", noon - DAY / 2, noon) == truth(simulator, "BTCUSDT", noon - DAY / 2, noon)
+    report = gap_report(kline_store, symbol="BTCUSDT", start=noon - DAY / 2, end=noon + FIVE, now=local)
+    assert report.totals[OUTAGE] == 0
+    simulator.set_omit_time()
+    later = local + timedelta(minutes=5)
+    simulator.set_now(to_ms(later))
+    ingest_days(bybit=bybit, store=kline_store, symbol="BTCUSDT", days=[local.date()], now=later)
+    assert stored(kline_store, "BTCUSDT", noon, noon + FIVE) == truth(simulator, "BTCUSDT", noon, noon + FIVE)
+
+
 # ------------------------------------------------------------------ 4. the spot listing probe
 def test_the_spot_listing_probe_sends_an_explicit_early_start(simulator, bybit):
     simulator.add_instrument("spot:NEWSPOT", to_ms(datetime(2025, 1, 15, 8, 0, tzinfo=UTC)))
