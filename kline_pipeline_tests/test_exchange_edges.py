@@ -29,6 +29,7 @@ LISTED = datetime(2024, 12, 1, tzinfo=UTC)
 DELISTED_AT = datetime(2025, 1, 10, 12, 0, tzinfo=UTC)  # LUNAUSDT stops trading at noon
 DAY = timedelta(days=1)
 FIVE = timedelta(minutes=5)
+DAY_MS = 86_400_000
 
 
 def stored(store, symbol: str, start: datetime, end: datetime) -> list[Candle]:
@@ -102,9 +103,15 @@ def test_a_symbol_that_starts_settling_is_followed_to_its_delivery_then_skipped_
     tick(NOW)  # Delivering: still trading, its delivery time recorded at the first tick
     assert kline_store.listing("LUNAUSDT").status == "Delivering"
     assert kline_store.listing("LUNAUSDT").delivery_time == delivery
-    after = tick(NOW + timedelta(hours=3))
+    simulator.reset_requests()
+    tick(NOW + timedelta(hours=3))
     assert kline_store.last_candle("LUNAUSDT") == delivery.replace(second=0) - timedelta(minutes=2)  # 14:00
-    assert after.ingest.requests == 1  # nothing requested after the delivery
+    # Its delivery time has come without a Closed status: the instrument is read once more (it may
+    # have been postponed) and now confirms it; the one kline request ends at the delivery.
+    assert kline_store.listing("LUNAUSDT").status == "Closed"
+    assert [r.path for r in simulator.requests].count("/v5/market/instruments-info") >= 1
+    [window] = simulator.kline_requests()
+    assert int(window.params["end"]) < to_ms(delivery)
     assert gap_report(kline_store, symbol="LUNAUSDT", start=NOW, end=NOW + timedelta(hours=3),
                       now=NOW + timedelta(hours=3)).totals[OUTAGE] == 0
     with dg.instance_for_test() as instance:
@@ -117,6 +124,99 @@ def test_a_symbol_that_starts_settling_is_followed_to_its_delivery_then_skipped_
         fresh = {e.partition: e for e in result.get_asset_check_evaluations() if e.check_name == "candles_fresh"}
         luna_today = fresh[f"{(NOW + timedelta(hours=3)).date().isoformat()}|LUNAUSDT"]
         assert luna_today.passed and luna_today.metadata["delisted"].value == delivery.isoformat()
+
+
+@pytest.fixture
+def ticking(simulator, bybit, kline_store, monkeypatch):
+    """tick(at): one live refresh of LUNAUSDT at `at` (a 1-hour window), the clocks moved there."""
+    from kline_pipeline import clock
+
+    moment = {"now": NOW}
+    monkeypatch.setattr(clock, "utcnow", lambda: moment["now"])
+
+    def tick(at: datetime):
+        moment["now"] = at
+        simulator.set_now(to_ms(at))
+        return refresh_symbol(bybit=bybit, store=kline_store, symbol="LUNAUSDT", now=at,
+                              lookbacks=DEFAULT_LOOKBACK_MINUTES, refetch=timedelta(hours=1))
+    return tick
+
+
+def test_a_postponed_delisting_is_read_again_and_no_candle_after_the_old_time_is_lost(
+        simulator, bybit, kline_store, ticking):
+    delivery, postponed = NOW + timedelta(hours=2), NOW + timedelta(hours=6)
+    simulator.add_instrument("LUNAUSDT", to_ms(LISTED))
+    simulator.delist("LUNAUSDT", to_ms(delivery))
+    ticking(NOW)
+    assert kline_store.listing("LUNAUSDT").delivery_time == delivery
+    simulator.delist("LUNAUSDT", to_ms(postponed))  # announced, then postponed by four hours
+    at = NOW + timedelta(hours=3)
+    assert kline_store.closed_symbols(["LUNAUSDT"], at) == set()  # not Closed: the live job keeps it
+    ticking(at)
+    listing = kline_store.listing("LUNAUSDT")
+    assert (listing.status, listing.delivery_time) == ("Delivering", postponed)
+    window = (at - timedelta(hours=1)).replace(second=0, minute=0), at.replace(second=0, minute=0)
+    assert stored(kline_store, "LUNAUSDT", *window) == truth(simulator, "LUNAUSDT", *window)
+    assert len(stored(kline_store, "LUNAUSDT", delivery, at)) == 11  # 14:05..14:55, after the old time
+    report = gap_report(kline_store, symbol="LUNAUSDT", start=window[0], end=window[1], now=at)
+    assert report.totals[DELISTED] == 0 and report.totals[MISSING] == 0
+    simulator.reset_requests()
+    ticking(at + timedelta(minutes=5))  # re-read once: the next tick trusts the new time again
+    assert [r.path for r in simulator.requests] == ["/v5/market/kline"]
+
+
+def test_a_cancelled_delisting_is_noticed_within_a_day_and_the_symbol_refreshed_on(
+        simulator, bybit, kline_store, ticking):
+    simulator.add_instrument("LUNAUSDT", to_ms(LISTED))
+    simulator.delist("LUNAUSDT", to_ms(NOW + 3 * DAY))
+    ticking(NOW)
+    assert kline_store.listing("LUNAUSDT").delivery_time == NOW + 3 * DAY
+    simulator.cancel_delisting("LUNAUSDT")
+    simulator.reset_requests()
+    ticking(NOW + timedelta(hours=1))  # checked an hour ago: trusted, no instrument request
+    assert [r.path for r in simulator.requests] == ["/v5/market/kline"]
+    ticking(NOW + DAY + timedelta(hours=1))  # checked over a day ago: read again
+    listing = kline_store.listing("LUNAUSDT")
+    assert (listing.status, listing.delivery_time) == ("Trading", None)
+    simulator.reset_requests()
+    later = NOW + 4 * DAY
+    ticking(later)  # past the old delivery time: fetched as usual, nothing clipped
+    assert kline_store.last_candle("LUNAUSDT") == later.replace(minute=0, second=0) - FIVE
+    assert [r.path for r in simulator.requests] == ["/v5/market/kline"]
+
+
+def test_a_delisting_found_by_the_live_reread_drops_the_outage_recorded_after_it(
+        simulator, bybit, kline_store, ticking):
+    simulator.add_instrument("LUNAUSDT", to_ms(LISTED))
+    ticking(NOW)  # trading, no delisting announced
+    delivery = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
+    simulator.delist("LUNAUSDT", to_ms(delivery))  # stops without notice
+    at = NOW + timedelta(hours=1)
+    ticking(at)  # the newest candles do not come: the re-read finds it Closed
+    assert kline_store.listing("LUNAUSDT").status == "Closed"
+    with kline_store.engine().connect() as conn:
+        rows = conn.exec_driver_sql("SELECT start, \"end\" FROM price_kline_gaps WHERE symbol = 'LUNAUSDT'").all()
+    assert [r for r in rows if r[1] > delivery] == []
+    report = gap_report(kline_store, symbol="LUNAUSDT", start=NOW, end=at, now=at)
+    assert report.totals[OUTAGE] == 0 and report.totals[DELISTED] == 7  # 12:30..13:00
+
+
+def test_a_failed_reread_after_a_sweep_still_marks_the_changed_candles_pending(
+        simulator, bybit, kline_store, ticking):
+    simulator.add_instrument("LUNAUSDT", to_ms(LISTED))
+    ticking(NOW)
+    kline_store.mark_live_recorded(symbols=["LUNAUSDT"], through=NOW.date() - DAY)  # that tick is done
+    assert kline_store.live_states(["LUNAUSDT"])["LUNAUSDT"].pending_since is None
+    at = NOW + timedelta(minutes=30)
+    simulator.add_outage("LUNAUSDT", to_ms(at) - 10 * 60_000, to_ms(at) + DAY_MS)  # the newest do not come
+    # The kline request is answered; the instrument re-read is refused (not retried).
+    simulator.inject("ok", "10001")
+    with pytest.raises(BybitRejectedError):
+        ticking(at)
+    state = kline_store.live_states(["LUNAUSDT"])["LUNAUSDT"]
+    # The candles this tick wrote (12:00..12:20, new since 12:02:30) stay pending for the next tick's rollups.
+    assert state.pending_since == datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    assert kline_store.last_candle("LUNAUSDT") == datetime(2025, 3, 1, 12, 20, tzinfo=UTC)
 
 
 def test_doctor_calls_a_delisted_symbol_healthy_and_says_delisted(luna, bybit, kline_store):

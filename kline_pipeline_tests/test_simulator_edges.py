@@ -158,3 +158,20 @@ def test_the_exchange_time_can_be_left_out_of_replies_over_http(sim):
     assert get(sim, "/v5/market/time")["result"]["timeSecond"] == str(NOW // 1000)
     with pytest.raises(ValueError, match="unknown time part"):
         sim.set_omit_time("footer")
+
+
+def test_a_delisting_can_be_postponed_and_cancelled_over_http(sim):
+    def luna() -> dict:
+        return listed(sim, "linear", symbol="LUNAUSDT", status="Closed").get("LUNAUSDT") or \
+            listed(sim, "linear", symbol="LUNAUSDT").get("LUNAUSDT")
+
+    assert luna()["deliveryTime"] == str(DELIST) and luna()["status"] == "Closed"
+    later = NOW + 2 * DAY
+    assert requests.post(sim.url + "/_sim/delistings", json={"symbol": "LUNAUSDT", "delivery_ms": later},
+                         timeout=5).status_code == 200
+    assert (luna()["status"], luna()["deliveryTime"]) == ("Trading", str(later))  # postponed: trades again
+    assert requests.post(sim.url + "/_sim/delistings", json={"symbol": "LUNAUSDT", "delivery_ms": None},
+                         timeout=5).status_code == 200
+    assert (luna()["status"], luna()["deliveryTime"]) == ("Trading", "0")  # cancelled
+    assert requests.post(sim.url + "/_sim/delistings", json={"symbol": "LUNAUSDT", "delivery_ms": None},
+                         timeout=5).status_code == 400  # nothing left to cancel

@@ -159,6 +159,10 @@ class BybitSimulator:
         """``key`` ("SYMBOL" or "category:SYMBOL") settles and stops trading at ``delivery_ms``."""
         self.model.delist(key, delivery_ms)
 
+    def cancel_delisting(self, key: str) -> None:
+        """``key``'s announced delisting is called off (to postpone one, ``delist`` it again later)."""
+        self.model.cancel_delisting(key)
+
     def add_outage(self, symbol: str, start_ms: int, end_ms: int) -> None:
         """No 5m candles of ``symbol`` with open time in ``[start_ms, end_ms)``."""
         self.model.add_outage(symbol, start_ms, end_ms)
@@ -261,6 +265,15 @@ class BybitSimulator:
                     if not isinstance(data["skew_ms"], int):
                         raise ValueError(f"skew_ms must be an integer, got {data['skew_ms']!r}")
                     self.set_clock_skew(data["skew_ms"])
+            elif path == "/_sim/delistings" and method == "POST":
+                # {"symbol": key, "delivery_ms": ms} announces or postpones; "delivery_ms": null cancels.
+                key, delivery = str(data["symbol"]), data.get("delivery_ms")
+                if delivery is None:
+                    self.cancel_delisting(key)
+                elif isinstance(delivery, int):
+                    self.delist(key, delivery)
+                else:
+                    raise ValueError(f"delivery_ms must be an integer or null, got {delivery!r}")
             elif path == "/_sim/outages" and method == "POST":
                 self.add_outage(str(data.get("symbol")), int(data["start_ms"]), int(data["end_ms"]))
             elif path == "/_sim/requests" and method == "GET":
