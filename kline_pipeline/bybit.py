@@ -263,9 +263,10 @@ class BybitClient(dg.ConfigurableResource):
                 if exc.status_code == IP_RATE_LIMIT and attempt < self.max_attempts:
                     wait = _limit_wait(exc.resp_headers)
                     if wait:  # the reset header says exactly how long; no backoff on top (a reset
-                        # already past falls back to the backoff below, so retries never spin)
+                        # already past falls back to the backoff below, so retries never spin).
+                        # The limit is the IP's: every thread of the process waits, not only this one.
                         self._retried[kind] += 1
-                        time.sleep(wait)
+                        limiter.pause(wait)
                         continue
             except FailedRequestError as exc:
                 if exc.status_code == 403:

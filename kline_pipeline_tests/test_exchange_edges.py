@@ -331,6 +331,30 @@ def test_the_ip_rate_limit_10018_waits_until_its_reset_header(simulator, bybit, 
     assert bybit.retried_faults() == {"retCode 10018": 1}
 
 
+def test_the_ip_rate_limit_10018_holds_every_thread_of_the_process(simulator, bybit):
+    import threading
+    import time
+
+    from kline_pipeline.bybit import BybitClient
+
+    simulator.inject("10018")  # the first request is refused; the reset is 1 s ahead
+    day = datetime(2025, 1, 1, tzinfo=UTC)
+    first = threading.Thread(target=bybit.fetch_klines,
+                             kwargs={"symbol": "BTCUSDT", "start": day, "end": day + DAY, "now": NOW})
+    first.start()
+    deadline = time.monotonic() + 5
+    while not simulator.kline_requests() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the refused thread has paused the shared limiter by now
+    other = BybitClient(**bybit.model_dump())  # another thread's client, same process-wide limiter
+    assert len(other.fetch_klines(symbol="ETHUSDT", start=day, end=day + DAY, now=NOW)) == 288
+    first.join(5)
+    refused = simulator.kline_requests()[0]
+    [eth] = [r for r in simulator.kline_requests() if r.params["symbol"] == "ETHUSDT"]
+    assert refused.fault == "10018" and refused.params["symbol"] == "BTCUSDT"
+    assert eth.at - refused.at >= 0.95  # it waited for the IP's reset too, not only the refused thread
+
+
 def test_10001_stays_permanent_and_403_stops_at_once(simulator, bybit):
     day = datetime(2025, 1, 1, tzinfo=UTC)
     simulator.inject("10001")
