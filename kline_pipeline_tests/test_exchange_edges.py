@@ -18,11 +18,12 @@ from kline_pipeline.checks.rules import candles_fresh, no_missing_candles
 from kline_pipeline.gaps import DELISTED, MISSING, NOT_CLOSED, OUTAGE, gap_report
 from kline_pipeline.ingest import ingest_days
 from kline_pipeline.live import DEFAULT_LOOKBACK_MINUTES, refresh_symbol
-from kline_pipeline.models import Candle, to_ms
+from kline_pipeline.models import to_ms
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.schedules import live_refresh_job
 from kline_pipeline.symbols import add_symbols
 from kline_pipeline_tests.conftest import NOW
+from kline_pipeline_tests.helpers import stored, truth
 
 UTC = timezone.utc
 LISTED = datetime(2024, 12, 1, tzinfo=UTC)
@@ -30,19 +31,6 @@ DELISTED_AT = datetime(2025, 1, 10, 12, 0, tzinfo=UTC)  # LUNAUSDT stops trading
 DAY = timedelta(days=1)
 FIVE = timedelta(minutes=5)
 DAY_MS = 86_400_000
-
-
-def stored(store, symbol: str, start: datetime, end: datetime) -> list[Candle]:
-    with store.engine().connect() as conn:
-        rows = conn.exec_driver_sql(
-            "SELECT extract(epoch FROM timestamp)::bigint * 1000, open::text, high::text, low::text, close::text, "
-            "volume::text, turnover::text FROM price_klines WHERE symbol = %(s)s AND timeframe = '5m' "
-            "AND timestamp >= %(a)s AND timestamp < %(b)s ORDER BY timestamp", {"s": symbol, "a": start, "b": end})
-        return [Candle(*r) for r in rows]
-
-
-def truth(simulator, key: str, start: datetime, end: datetime) -> list[Candle]:
-    return [Candle(int(r[0]), *r[1:7]) for r in simulator.candles(key, to_ms(start), to_ms(end))]
 
 
 @pytest.fixture
