@@ -32,12 +32,10 @@ from kline_pipeline.models import (
     grid_floor,
     to_ms,
 )
-from kline_pipeline.partitions import market_name, split_market, validate_symbol
+from kline_pipeline.partitions import CATEGORIES, DEFAULT_CATEGORY, market_name, split_market, validate_symbol
 from kline_pipeline.ratelimit import shared_limiter
 
 MAINNET_URL = "https://api.bybit.com"
-CATEGORIES = ("spot", "linear", "inverse")
-DEFAULT_CATEGORY = "linear"
 INTERVAL_MS = {"5": CANDLE_MS, "15": 15 * 60_000, "30": 30 * 60_000, "60": 3_600_000, "240": 4 * 3_600_000,
                "720": 12 * 3_600_000, "D": 86_400_000}
 """Bybit's kline intervals this project reads: 5m for the raw candles, the rest to compare rollups."""
@@ -81,28 +79,37 @@ class InvalidCandleError(BybitError, ValueError):
 
 
 def _resolve_category(category: str | None) -> str:
+    """The market of a bare symbol from the resource's `category` or BYBIT_CATEGORY: only linear.
+
+    Either once switched every bare symbol to another market while ingest wrote its rows under the
+    linear name (spot prices in linear rows); the market is now part of each symbol instead."""
+    source = "category"
     if category is None:
-        env = os.environ.get("BYBIT_CATEGORY") or DEFAULT_CATEGORY
-        if env in CATEGORIES and env != DEFAULT_CATEGORY:
-            # It once switched every symbol to another market and overwrote its rows; the market
-            # is now part of each symbol instead, so it may only name the default.
-            raise ValueError(
-                f"BYBIT_CATEGORY={env} is no longer supported: the market is part of each symbol "
-                f"(add {env}:BTCUSDT to keep {env} candles beside the linear ones); unset BYBIT_CATEGORY")
-        category = env
-    if category not in CATEGORIES:
-        raise ValueError(f"invalid Bybit category {category!r}: allowed are {', '.join(CATEGORIES)}")
-    return category
+        category, source = os.environ.get("BYBIT_CATEGORY") or DEFAULT_CATEGORY, "BYBIT_CATEGORY"
+    if category == DEFAULT_CATEGORY:
+        return category
+    if category in CATEGORIES:
+        raise ValueError(
+            f"{source}={category} is no longer supported: the market is part of each symbol "
+            f"(add {category}:BTCUSDT to keep {category} candles beside the linear ones); "
+            f"only {DEFAULT_CATEGORY} (or unset) is allowed")
+    raise ValueError(f"invalid Bybit category {category!r}: only {DEFAULT_CATEGORY} (or unset) is allowed; "
+                     "name spot and inverse markets in the symbol (spot:BTCUSDT, inverse:BTCUSD)")
 
 
 def _market(symbol: str, category: str | None) -> tuple[str, str, str]:
     """(category, Bybit's symbol, our market name) of `symbol`: its `spot:` / `inverse:` prefix
-    names the market; a bare symbol is on `category` (default: the client's, linear)."""
+    names the market; a bare symbol is linear, unless a method call names another `category`
+    explicitly (the returned market name then carries it)."""
     if ":" in symbol:
         validate_symbol(symbol)
         category, bare = split_market(symbol)
+    elif category is not None:
+        if category not in CATEGORIES:
+            raise ValueError(f"invalid Bybit category {category!r}: allowed are {', '.join(CATEGORIES)}")
+        bare = symbol
     else:
-        category, bare = _resolve_category(category), symbol
+        category, bare = DEFAULT_CATEGORY, symbol
     return category, bare, market_name(category, bare)
 
 
@@ -176,8 +183,9 @@ class BybitClient(dg.ConfigurableResource):
 
     `base_url` left unset is read at run time from BYBIT_BASE_URL (default mainnet), so one
     resource serves every environment. Every method takes a market name: `BTCUSDT` (linear),
-    `spot:BTCUSDT`, `inverse:BTCUSD`; `category` is the market of a bare symbol, linear unless set
-    (BYBIT_CATEGORY may only name linear: the market belongs to the symbol, see partitions.py).
+    `spot:BTCUSDT`, `inverse:BTCUSD`. `category` (and BYBIT_CATEGORY) may only name linear, the
+    market of a bare symbol: any other value is refused when the client is used, since the market
+    belongs to the symbol (see partitions.py).
     """
 
     base_url: str | None = None
@@ -225,7 +233,8 @@ class BybitClient(dg.ConfigurableResource):
 
     def _http(self) -> HTTP:
         if self._session is None:
-            session = HTTP(testnet=False, timeout=self.timeout_seconds, max_retries=1)
+            # Headers too: `Timenow` is the exchange's time when a reply body carries no `time`.
+            session = HTTP(testnet=False, timeout=self.timeout_seconds, max_retries=1, return_response_headers=True)
             # pybit builds each URL from `endpoint` at call time, so this points it anywhere.
             session.endpoint = self.resolved_base_url
             # Retries are ours (pybit's 10006 path crashes on a past reset header); an empty
@@ -243,7 +252,8 @@ class BybitClient(dg.ConfigurableResource):
             limiter.acquire()
             self._requests_made += 1
             try:
-                reply = getattr(self._http(), method)(**params)
+                answer = getattr(self._http(), method)(**params)
+                reply, headers = (answer[0], answer[2]) if isinstance(answer, tuple) else (answer, None)
             except InvalidRequestError as exc:
                 if exc.status_code not in RETRYABLE_RET_CODES:
                     raise BybitRejectedError(
@@ -253,9 +263,10 @@ class BybitClient(dg.ConfigurableResource):
                 if exc.status_code == IP_RATE_LIMIT and attempt < self.max_attempts:
                     wait = _limit_wait(exc.resp_headers)
                     if wait:  # the reset header says exactly how long; no backoff on top (a reset
-                        # already past falls back to the backoff below, so retries never spin)
+                        # already past falls back to the backoff below, so retries never spin).
+                        # The limit is the IP's: every thread of the process waits, not only this one.
                         self._retried[kind] += 1
-                        time.sleep(wait)
+                        limiter.pause(wait)
                         continue
             except FailedRequestError as exc:
                 if exc.status_code == 403:
@@ -277,6 +288,9 @@ class BybitClient(dg.ConfigurableResource):
                 if not isinstance(reply, dict) or not isinstance(reply.get("result"), dict):
                     cause = kind = "a reply without a result object"
                 else:
+                    header_time = _int_or_none((headers or {}).get("Timenow"))
+                    if header_time is not None:
+                        reply[TIMENOW_KEY] = header_time
                     return reply
             if attempt < self.max_attempts:
                 self._retried[kind] += 1
@@ -294,7 +308,8 @@ class BybitClient(dg.ConfigurableResource):
         missing there is looked up as Delivering, PreLaunch and Closed in turn (one request each,
         only for such symbols): a delisted symbol's history can still be backfilled.
         """
-        category, bare, market = _market(symbol, category if category is not None else self.category)
+        _resolve_category(self.category)  # refuses a non-linear `category` / BYBIT_CATEGORY before any request
+        category, bare, market = _market(symbol, category)
         for status in (None, *STATUSES[1:]):
             params = {"category": category, "symbol": bare} | ({"status": status} if status else {})
             reply = self._call(f"instruments-info for {symbol}", "get_instruments_info", **params)
@@ -326,7 +341,13 @@ class BybitClient(dg.ConfigurableResource):
         if not rows:
             return None
         first_ms = min(int(r[0]) for r in rows)
-        if first_ms + CANDLE_MS > _reply_time(reply, default=to_ms(clock.utcnow())):
+        exchange_ms = _reply_time(reply)
+        if exchange_ms is None:
+            exchange_ms = self.server_time_ms()
+        # Nothing known of the exchange's clock: the newest candle by the local one may still be open.
+        if exchange_ms is None:
+            exchange_ms = to_ms(clock.utcnow()) - CANDLE_MS
+        if first_ms + CANDLE_MS > exchange_ms:
             raise BybitError(
                 f"the listing probe of {symbol} ({category}) answered the still-open candle at "
                 f"{from_ms(first_ms).isoformat()}, not the first one: refusing to take the listing as now "
@@ -361,8 +382,10 @@ class BybitClient(dg.ConfigurableResource):
         first = grid_ceil(to_ms(start), step)
         # Last candle that opens before `end` and has closed by `now`.
         last = min(grid_floor(to_ms(end) - 1, step), grid_floor(to_ms(now), step) - step)
-        category, bare, symbol = _market(symbol, category if category is not None else self.category)
+        _resolve_category(self.category)  # refuses a non-linear `category` / BYBIT_CATEGORY before any request
+        category, bare, symbol = _market(symbol, category)
         window_start = first
+        server_ms: int | None | object = _UNASKED
         while window_start <= last:
             window_end = min(window_start + (WINDOW_CANDLES - 1) * step, last)
             reply = self._call(
@@ -373,7 +396,15 @@ class BybitClient(dg.ConfigurableResource):
             )
             # The exchange's time of this answer: every candle opening at or after its grid floor
             # is still open there, whatever the local clock says.
-            exchange_ms = _reply_time(reply, default=to_ms(now))
+            exchange_ms = _reply_time(reply)
+            if exchange_ms is None:  # the body has no `time` and no `Timenow` header came: ask, once
+                if server_ms is _UNASKED:
+                    server_ms = self.server_time_ms()
+                exchange_ms = server_ms
+            if exchange_ms is None:
+                # Nothing known of the exchange's clock: never take the local one for it (it may be
+                # ahead); the newest candle closed by the local clock is treated as still open.
+                exchange_ms = to_ms(now) - step
             closed_until = min(window_end + step, grid_floor(exchange_ms, step))
             by_start: dict[int, Candle] = {}
             for row in reply["result"].get("list") or []:
@@ -386,6 +417,19 @@ class BybitClient(dg.ConfigurableResource):
                 return  # the rest is not closed yet by the exchange's clock
             window_start = window_end + step
 
+    def server_time_ms(self) -> int | None:
+        """The exchange's clock (epoch ms) from `/v5/market/time`; None if it cannot be read."""
+        try:
+            reply = self._call("server time", "get_server_time")
+        except BybitError:
+            return None
+        result = reply.get("result") or {}
+        nano = _int_or_none(result.get("timeNano"))
+        if nano is not None:
+            return nano // 1_000_000
+        second = _int_or_none(result.get("timeSecond"))
+        return second * 1000 if second is not None else _reply_time(reply)
+
     def fetch_klines(
         self, *, symbol: str, start: datetime, end: datetime, now: datetime, interval: str = "5",
         category: str | None = None,
@@ -396,9 +440,23 @@ class BybitClient(dg.ConfigurableResource):
         return [c for w in windows for c in w.candles]
 
 
-def _reply_time(reply: Mapping[str, Any], *, default: int) -> int:
-    """The `time` (epoch ms, the exchange's clock) of a v5 reply; `default` if it has none."""
+TIMENOW_KEY = "_timenow"
+"""Where `_call` keeps a reply's `Timenow` header (the exchange's clock, epoch ms) in the reply."""
+_UNASKED = object()
+
+
+def _int_or_none(value: Any) -> int | None:
     try:
-        return int(reply["time"])
-    except (KeyError, TypeError, ValueError):
-        return default
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _reply_time(reply: Mapping[str, Any]) -> int | None:
+    """The exchange's time (epoch ms) of a v5 reply: its `time`, else its `Timenow` header; None if
+    it carries neither (the local clock is never taken for it)."""
+    for key in ("time", TIMENOW_KEY):
+        value = _int_or_none(reply.get(key))
+        if value is not None:
+            return value
+    return None

@@ -5,6 +5,10 @@ is then split against the few intervals that explain absences: before the listin
 (`not_listed`), from the delisting on (`delisted`: the symbol stopped trading), at or after the
 last closed candle (`not_yet_closed`), inside a recorded exchange outage (`exchange_outage`);
 the rest is `missing` (never fetched, or lost).
+
+Closed-ness is judged by the exchange's clock, which ingest follows (a candle Bybit still calls
+open is dropped): the local `now` may run ahead of it, so a slot that closes within
+`CLOCK_SKEW_MARGIN_MS` of `now` is still `not_yet_closed`, never `missing`.
 """
 
 from collections import Counter
@@ -21,6 +25,15 @@ NOT_LISTED = "not_listed"
 NOT_CLOSED = "not_yet_closed"
 DELISTED = "delisted"
 CAUSES = (MISSING, OUTAGE, NOT_LISTED, NOT_CLOSED, DELISTED)
+CLOCK_SKEW_MARGIN_MS = 30_000
+"""How far the local clock may run ahead of the exchange's before a candle ingest dropped as
+still open (by the exchange's clock) would be called missing."""
+
+
+def closed_bound_ms(now: datetime) -> int:
+    """Candles opening before this are closed by the exchange's clock, allowing the local clock to
+    be up to CLOCK_SKEW_MARGIN_MS ahead of it."""
+    return grid_floor(to_ms(now) - CLOCK_SKEW_MARGIN_MS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +165,7 @@ def gap_report(store: KlineStore, *, symbol: str, start: datetime, end: datetime
     listed_ms = (grid_floor(to_ms(launch)) if launch else to_ms(hi)) if listing_known else None
     spans = [
         span for hole in holes
-        for span in classify(hole, listed_ms=listed_ms, closed_ms=grid_floor(to_ms(now)), outages=outages,
+        for span in classify(hole, listed_ms=listed_ms, closed_ms=closed_bound_ms(now), outages=outages,
                              delisted_ms=delisted_ms)
     ]
     return GapReport(symbol=symbol, start=lo, end=hi, listing=launch, listing_known=listing_known,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 
 from kline_pipeline.bybit import BybitClient
-from kline_pipeline.models import CANDLE_MS, Candle, from_ms, grid_ceil, grid_floor, to_ms
+from kline_pipeline.models import CANDLE_MS, Candle, Instrument, from_ms, grid_ceil, grid_floor, to_ms
 from kline_pipeline.prefetch import prefetched
 from kline_pipeline.partitions import contiguous_runs, days_by_symbol, split_market, validate_symbol
 from kline_pipeline.store import DayWriter, KlineStore
@@ -144,6 +144,16 @@ def _slots_by_day(first_ms: int, last_ms: int) -> dict[date, int]:
     return slots
 
 
+def checked_instrument(bybit: BybitClient, symbol: str) -> Instrument:
+    """The instrument of partition symbol `symbol`, refused unless it is that very market: rows of
+    another market (spot prices under a linear name) must never be written."""
+    instrument = bybit.get_instrument(symbol=symbol)
+    if instrument.symbol != symbol or instrument.category != split_market(symbol)[0]:
+        raise ValueError(f"Bybit answered the instrument of {instrument.symbol!r} ({instrument.category}) "
+                         f"for {symbol!r}: refusing to write another market's candles under its name")
+    return instrument
+
+
 def sweep(
     writer: DayWriter, bybit: BybitClient, *, symbol: str, start: datetime, end: datetime, now: datetime,
     listed_ms: int, delisted_ms: int | None = None,
@@ -201,7 +211,7 @@ def ingest_days(
     days = sorted(set(days))
     report = IngestReport(partitions=len(days))
     requests_before = bybit.requests_made
-    instrument = bybit.get_instrument(symbol=symbol)
+    instrument = checked_instrument(bybit, symbol)
     store.record_listing(instrument, checked_at=now)
     listing = instrument.launch_time
     listed = listing.isoformat() if listing else "no candles yet"

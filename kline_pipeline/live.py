@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from kline_pipeline.bybit import BybitClient
-from kline_pipeline.ingest import IngestReport, sweep
-from kline_pipeline.models import CANDLE_MS, from_ms, grid_floor, to_ms
+from kline_pipeline.ingest import IngestReport, checked_instrument, sweep
+from kline_pipeline.models import CANDLE_MS, Instrument, from_ms, grid_floor, to_ms
 from kline_pipeline.partitions import validate_symbol
 from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline.store import KlineStore, LiveState, RollupSummary
@@ -81,6 +81,17 @@ class SymbolTick:
         return sorted(days)
 
 
+RECHECK_DELISTING = timedelta(days=1)
+"""A recorded delisting not confirmed (Closed) is read again at least this often."""
+
+
+def _recheck_delisting(listing: Instrument, checked_at: datetime, *, now: datetime) -> bool:
+    """Whether a recorded delisting must be read again before it is trusted (see refresh_symbol)."""
+    if listing.delivery_time is None or listing.status == "Closed":
+        return False
+    return now >= listing.delivery_time or now - checked_at >= RECHECK_DELISTING
+
+
 def refresh_symbol(
     *, bybit: BybitClient, store: KlineStore, symbol: str, now: datetime, lookbacks: dict[str, int],
     refetch: timedelta, state: LiveState | None = None,
@@ -90,11 +101,18 @@ def refresh_symbol(
     what earlier ticks left (store.live_states)."""
     validate_symbol(symbol)
     requests_before = bybit.requests_made
-    listing = store.listing(symbol)
-    checked = listing is None
-    if listing is None:  # first tick for a new symbol: one extra request, remembered afterwards
-        listing = bybit.get_instrument(symbol=symbol)
+    recorded = store.listing_checked(symbol)
+    checked = recorded is None or _recheck_delisting(*recorded, now=now)
+    if checked:
+        # The first tick for a new symbol (one extra request, remembered afterwards), or a recorded
+        # delisting not confirmed yet: its delivery time has come without a Closed status, or was
+        # last checked over a day ago. It may have been postponed or cancelled: candles after the
+        # old time must not be lost, so the instrument is read again before anything is clipped.
+        listing = checked_instrument(bybit, symbol)
         store.record_listing(listing, checked_at=now)
+    else:
+        assert recorded is not None
+        listing = recorded[0]
     closed_until = from_ms(grid_floor(to_ms(now)))
     fetched_from = closed_until - refetch
     listed_ms = grid_floor(to_ms(listing.launch_time)) if listing.launch_time else to_ms(closed_until)
@@ -102,15 +120,17 @@ def refresh_symbol(
     with store.day_writer() as writer:
         report = sweep(writer, bybit, symbol=symbol, start=fetched_from, end=closed_until, now=now,
                        listed_ms=listed_ms, delisted_ms=delisted_ms)
-    if not checked and delisted_ms is None and (report.last_candle is None or report.last_candle + CANDLE < closed_until):
-        # The newest closed candle did not come: an outage, or the symbol stopped trading. Re-read
-        # its instrument (only then: one request per symbol stays the steady state); a delisting
-        # found here makes later ticks skip it, and the gap report calls the span "delisted".
-        store.record_listing(bybit.get_instrument(symbol=symbol), checked_at=now)
-    report = IngestReport(requests=bybit.requests_made - requests_before) + report
     pending = [t for t in (state.pending_since if state else None, report.first_changed) if t is not None]
     if report.first_changed is not None:
         store.mark_live_pending(symbol=symbol, since=report.first_changed)  # kept until recorded
+    if not checked and delisted_ms is None and (report.last_candle is None or report.last_candle + CANDLE < closed_until):
+        # The newest closed candle did not come: an outage, or the symbol stopped trading. Re-read
+        # its instrument (only then: one request per symbol stays the steady state); a delisting
+        # found here makes later ticks skip it once Closed, drops the outage recorded from its
+        # delivery on, and the gap report calls the span "delisted". After the mark above: a failed
+        # re-read must not lose the changed candles' rollups.
+        store.record_listing(checked_instrument(bybit, symbol), checked_at=now)
+    report = IngestReport(requests=bybit.requests_made - requests_before) + report
     rollups = {}
     for rollup in ROLLUPS:
         start = closed_until - timedelta(minutes=lookbacks[rollup.timeframe])

@@ -74,11 +74,9 @@ class Instrument:
     launch_time: datetime | None
     delivery_time: datetime | None = None
     """When it stops (stopped) trading: Bybit's deliveryTime, or the end of a closed spot symbol's
-    last candle; None while it trades with no end announced."""
-
-    def delisted_by(self, moment: datetime) -> bool:
-        """No candle can open at or after `moment`: the symbol is closed or its delivery has passed."""
-        return self.status == "Closed" or (self.delivery_time is not None and self.delivery_time <= moment)
+    last candle; None while it trades with no end announced. The one rule of "delisted": no candle
+    opens at or after it (sql/delistings.sql, sql/gap_context.sql, ingest); only a Closed status
+    confirms it (an announced one may be postponed or cancelled)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,28 @@ class RateLimiter:
         self._tokens = self.burst
         self._updated = time.monotonic()
         self._lock = threading.Lock()
+        self._paused_until = 0.0  # time.monotonic() before which no request may start
+
+    def pause(self, seconds: float) -> None:
+        """Let no caller start a request for `seconds` (an IP-wide limit, e.g. Bybit's 10018, holds
+        every thread, not only the one it answered); a longer pause already set stays."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     def acquire(self) -> float:
-        """Take one token, sleeping until one is available; returns the seconds waited."""
+        """Take one token, sleeping until one is available (and any pause is over); returns the
+        seconds waited."""
+        paused = 0.0
+        while True:
+            with self._lock:
+                left = self._paused_until - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(left)
+            paused += left
+        return paused + self._take()
+
+    def _take(self) -> float:
         with self._lock:
             now = time.monotonic()
             self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)

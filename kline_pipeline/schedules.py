@@ -69,8 +69,9 @@ def _refresh_all(config: LiveRefreshConfig, bybit: BybitClient, store: KlineStor
     refetch = timedelta(minutes=config.refetch_minutes or max(lookbacks.values()))
     states = store.live_states(symbols)
     # A delisted symbol has nothing left to refresh: it is skipped (its candles_fresh passes,
-    # saying "delisted"), not fetched and failed every five minutes.
-    delisted = {s for s, at in store.delistings(symbols).items() if at is not None and at <= now}
+    # saying "delisted"), not fetched and failed every five minutes. Only a confirmed one (Closed):
+    # a delivery time passed without it is re-read by refresh_symbol (it may have been postponed).
+    delisted = store.closed_symbols(symbols, now)
     symbols = [s for s in symbols if s not in delisted]
     local = threading.local()
 

@@ -288,12 +288,17 @@ class KlineStore(dg.ConfigurableResource):
             raw.close()
 
     def record_listing(self, instrument: Instrument, *, checked_at: datetime) -> None:
-        """Remember a symbol's listing time, so checks and gap reports need no request."""
-        self.execute("upsert_listing.sql", {
+        """Remember a symbol's listing time, so checks and gap reports need no request. A delisting
+        also drops the recorded outages from its delivery time on (they are "delisted" now)."""
+        params = {
             "symbol": instrument.symbol, "category": instrument.category,
             "launch_time": instrument.launch_time, "checked_at": checked_at,
             "status": instrument.status, "delivery_time": instrument.delivery_time,
-        })
+        }
+        with self.engine().begin() as conn:
+            conn.exec_driver_sql(sql_text("upsert_listing.sql"), params)
+            if instrument.delivery_time is not None:
+                conn.exec_driver_sql(sql_text("trim_gaps_after_delisting.sql"), params)
 
     def listing(self, symbol: str) -> Instrument | None:
         """The listing recorded by the last ingest of `symbol`, or None if it was never ingested."""
@@ -336,9 +341,16 @@ class KlineStore(dg.ConfigurableResource):
         return dict(self.query("last_candles.sql", {"symbols": list(symbols)}))
 
     def delistings(self, symbols: Sequence[str]) -> dict[str, datetime | None]:
-        """When each symbol stopped (stops) trading, as recorded at its last ingest (None: not delisted)."""
-        found = dict(self.query("delistings.sql", {"symbols": list(symbols)}))
+        """When each symbol stopped (stops) trading, as recorded at its last check: its delivery
+        time (None: not delisted). See sql/delistings.sql."""
+        found = {symbol: at for symbol, at, _ in self.query("delistings.sql", {"symbols": list(symbols)})}
         return {symbol: found.get(symbol) for symbol in symbols}
+
+    def closed_symbols(self, symbols: Sequence[str], now: datetime) -> set[str]:
+        """The symbols whose delisting is confirmed: recorded Closed, with their delivery time past.
+        A delivery time alone may be postponed or cancelled; see live.refresh_symbol."""
+        rows = self.query("delistings.sql", {"symbols": list(symbols)})
+        return {symbol for symbol, at, status in rows if status == "Closed" and at is not None and at <= now}
 
     def last_candle(self, symbol: str) -> datetime | None:
         """Start of the newest stored 5m candle of `symbol`."""

@@ -80,8 +80,9 @@ def test_pre_listing_range_is_empty_and_listing_time_is_known(bybit):
 
 
 def test_spot_listing_is_probed_from_the_first_candle(simulator):
-    spot = BybitClient(base_url=simulator.url, category="spot", requests_per_second=1000.0)
-    assert to_ms(spot.get_instrument(symbol="NEWUSDT").launch_time) == LISTINGS["NEWUSDT"]
+    client = BybitClient(base_url=simulator.url, requests_per_second=1000.0)
+    instrument = client.get_instrument(symbol="spot:NEWUSDT")
+    assert (instrument.symbol, to_ms(instrument.launch_time)) == ("spot:NEWUSDT", LISTINGS["NEWUSDT"])
 
 
 def test_empty_range_makes_no_request(bybit, simulator):
@@ -159,9 +160,25 @@ def test_a_broken_row_is_refused_naming_symbol_time_and_rule(row, rule):
         assert "2025-01-01T00:00:00+00:00" in str(info.value)
 
 
-def test_unknown_category_is_refused():
-    with pytest.raises(ValueError, match=r"invalid Bybit category 'futures': allowed are spot, linear, inverse"):
+def test_unknown_category_is_refused_naming_what_is_allowed(monkeypatch):
+    with pytest.raises(ValueError, match=r"invalid Bybit category 'futures': only linear \(or unset\) is allowed"):
         _ = BybitClient(category="futures").resolved_category
+    monkeypatch.setenv("BYBIT_CATEGORY", "futures")
+    with pytest.raises(ValueError, match=r"invalid Bybit category 'futures': only linear \(or unset\) is allowed"):
+        _ = BybitClient().resolved_category
+
+
+@pytest.mark.parametrize("category", ["spot", "inverse"])
+def test_a_non_linear_category_field_is_refused_before_any_request(simulator, category):
+    # It would fetch spot candles for the bare BTCUSDT that ingest writes under the linear name.
+    client = BybitClient(base_url=simulator.url, category=category)
+    day = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    with pytest.raises(ValueError, match=f"category={category} is no longer supported.*{category}:BTCUSDT"):
+        client.fetch_klines(symbol="BTCUSDT", start=day, end=day + timedelta(days=1), now=day + timedelta(days=2))
+    with pytest.raises(ValueError, match=f"category={category} is no longer supported"):
+        client.get_instrument(symbol="BTCUSDT")
+    assert simulator.requests == []
+    assert BybitClient(base_url=simulator.url, category="linear").get_instrument(symbol="BTCUSDT").symbol == "BTCUSDT"
 
 
 def test_environment_configures_url_and_the_symbol_names_the_market(monkeypatch, simulator):

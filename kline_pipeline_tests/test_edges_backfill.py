@@ -7,28 +7,15 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from kline_pipeline.backfills import backfill_status, launch_backfill
-from kline_pipeline.models import Candle, to_ms
+from kline_pipeline.models import to_ms
 from kline_pipeline_tests.conftest import NOW
+from kline_pipeline_tests.helpers import stored, truth
 from kline_pipeline_tests.test_backfills import all_done, daemon, dagster_env, drive_daemon  # noqa: F401 - fixtures
 
 UTC = timezone.utc
 LISTED = datetime(2024, 12, 1, tzinfo=UTC)
 DELISTED_AT = datetime(2025, 1, 10, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
-
-
-def stored(store, table: str, symbol: str, start: datetime, end: datetime) -> list[Candle]:
-    column = "timestamp" if table == "price_klines" else "bucket"
-    with store.engine().connect() as conn:
-        rows = conn.exec_driver_sql(
-            f"SELECT extract(epoch FROM {column})::bigint * 1000, open::text, high::text, low::text, close::text, "
-            f"volume::text, turnover::text FROM {table} WHERE symbol = %(s)s AND {column} >= %(a)s "
-            f"AND {column} < %(b)s ORDER BY 1", {"s": symbol, "a": start, "b": end})
-        return [Candle(*r) for r in rows]
-
-
-def truth(simulator, key: str, start: datetime, end: datetime, interval: str = "5") -> list[Candle]:
-    return [Candle(int(r[0]), *r[1:7]) for r in simulator.candles(key, to_ms(start), to_ms(end), interval)]
 
 
 def current_results(instance: dg.DagsterInstance, check: str, asset: str = "price_klines_5m") -> dict[str, str]:
@@ -45,9 +32,9 @@ def test_a_ui_style_backfill_of_a_delisted_symbol_across_its_delisting(simulator
     drive_daemon(daemon, until=all_done(dagster_env), timeout=180)
     status = backfill_status(dagster_env, launched.backfill_id)
     assert status["status"] == "COMPLETED_SUCCESS", status
-    assert stored(kline_store, "price_klines", "LUNAUSDT", start, end) == truth(simulator, "LUNAUSDT", start, end)
+    assert stored(kline_store, "LUNAUSDT", start, end, table="price_klines") == truth(simulator, "LUNAUSDT", start, end)
     assert len(truth(simulator, "LUNAUSDT", start, end)) == 2 * 288 + 144
-    assert stored(kline_store, "price_klines_1d", "LUNAUSDT", start, end) == truth(
+    assert stored(kline_store, "LUNAUSDT", start, end, table="price_klines_1d") == truth(
         simulator, "LUNAUSDT", start, end, "D")
     after = dagster_env.fetch_materializations(dg.AssetRecordsFilter(
         asset_key=dg.AssetKey("price_klines_5m"), asset_partitions=["2025-01-12|LUNAUSDT"]), limit=1).records
@@ -71,9 +58,9 @@ def test_ui_style_backfills_of_spot_and_linear_btcusdt_side_by_side(simulator, d
     for launched in (linear, spot):
         assert backfill_status(dagster_env, launched.backfill_id)["status"] == "COMPLETED_SUCCESS"
     for market in ("BTCUSDT", "spot:BTCUSDT"):
-        assert stored(kline_store, "price_klines", market, start, end) == truth(simulator, market, start, end)
+        assert stored(kline_store, market, start, end, table="price_klines") == truth(simulator, market, start, end)
         for table, interval in (("price_klines_1h", "60"), ("price_klines_1d", "D")):
-            assert stored(kline_store, table, market, start, end) == truth(simulator, market, start, end, interval)
+            assert stored(kline_store, market, start, end, table=table) == truth(simulator, market, start, end, interval)
     assert truth(simulator, "spot:BTCUSDT", start, end) != truth(simulator, "BTCUSDT", start, end)
     with kline_store.engine().connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM price_klines WHERE symbol = 'BTCUSDT' "

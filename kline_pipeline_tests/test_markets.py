@@ -14,6 +14,8 @@ from kline_pipeline.partitions import split_market, validate_symbol
 from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline.sqlfiles import schema_files, sql_text
 from kline_pipeline.store import KlineStore
+from kline_pipeline.simulator import BybitSimulator
+from kline_pipeline_tests import helpers
 from kline_pipeline_tests.conftest import NOW, throwaway_database
 
 UTC = timezone.utc
@@ -27,14 +29,13 @@ def rows(store: KlineStore, sql: str, **params: object) -> list[tuple]:
 
 
 def candles(store: KlineStore, symbol: str) -> list[Candle]:
-    return [Candle(*r) for r in rows(
-        store, "SELECT extract(epoch FROM timestamp)::bigint * 1000, open::text, high::text, low::text, close::text, "
-        "volume::text, turnover::text FROM price_klines WHERE symbol = %(s)s AND timeframe = '5m' ORDER BY timestamp",
-        s=symbol)]
+    """Every stored 5m candle of `symbol`."""
+    return helpers.stored(store, symbol, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 
 
-def truth(simulator, key: str) -> list[Candle]:
-    return [Candle(int(r[0]), *r[1:7]) for r in simulator.candles(key, to_ms(JAN1), to_ms(JAN1 + timedelta(days=2)))]
+def truth(simulator: BybitSimulator, key: str) -> list[Candle]:
+    """The exchange's candles of `key` over DAYS."""
+    return helpers.truth(simulator, key, JAN1, JAN1 + timedelta(days=2))
 
 
 @pytest.fixture

@@ -141,3 +141,37 @@ def test_simulate_exchange_refuses_bad_edges_with_exit_2(args: list[str], named:
     done = subprocess.run([sys.executable, "-m", "kline_pipeline.cli", "simulate-exchange", "--port", "1", *args],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and named in done.stderr, done.stderr
+
+
+def test_the_exchange_time_can_be_left_out_of_replies_over_http(sim):
+    params = {"category": "linear", "symbol": "BTCUSDT", "interval": "5", "limit": 1}
+    body = requests.get(sim.url + KLINE, params=params, timeout=5)
+    assert body.json()["time"] == NOW and body.headers["Timenow"] == str(NOW)
+    assert requests.post(sim.url + "/_sim/now", json={"ms": NOW, "omit_time": ["body"]}, timeout=5).status_code == 200
+    body = requests.get(sim.url + KLINE, params=params, timeout=5)
+    assert "time" not in body.json() and body.headers["Timenow"] == str(NOW)
+    sim.set_omit_time("body", "header", "endpoint")
+    body = requests.get(sim.url + KLINE, params=params, timeout=5)
+    assert "time" not in body.json() and "Timenow" not in body.headers and body.json()["result"]["list"]
+    assert requests.get(sim.url + "/v5/market/time", timeout=5).status_code == 404
+    sim.set_omit_time()
+    assert get(sim, "/v5/market/time")["result"]["timeSecond"] == str(NOW // 1000)
+    with pytest.raises(ValueError, match="unknown time part"):
+        sim.set_omit_time("footer")
+
+
+def test_a_delisting_can_be_postponed_and_cancelled_over_http(sim):
+    def luna() -> dict:
+        return listed(sim, "linear", symbol="LUNAUSDT", status="Closed").get("LUNAUSDT") or \
+            listed(sim, "linear", symbol="LUNAUSDT").get("LUNAUSDT")
+
+    assert luna()["deliveryTime"] == str(DELIST) and luna()["status"] == "Closed"
+    later = NOW + 2 * DAY
+    assert requests.post(sim.url + "/_sim/delistings", json={"symbol": "LUNAUSDT", "delivery_ms": later},
+                         timeout=5).status_code == 200
+    assert (luna()["status"], luna()["deliveryTime"]) == ("Trading", str(later))  # postponed: trades again
+    assert requests.post(sim.url + "/_sim/delistings", json={"symbol": "LUNAUSDT", "delivery_ms": None},
+                         timeout=5).status_code == 200
+    assert (luna()["status"], luna()["deliveryTime"]) == ("Trading", "0")  # cancelled
+    assert requests.post(sim.url + "/_sim/delistings", json={"symbol": "LUNAUSDT", "delivery_ms": None},
+                         timeout=5).status_code == 400  # nothing left to cancel

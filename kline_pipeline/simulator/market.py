@@ -199,6 +199,12 @@ class MarketModel:
             raise ValueError(f"delisting of {key!r} at {delivery_ms} ms is not after its listing {self.instruments[key]} ms")
         self.deliveries[key] = int(delivery_ms)
 
+    def cancel_delisting(self, key: str) -> None:
+        """``key``'s announced delisting is called off: it trades on (deliveryTime "0" again)."""
+        if key not in self.deliveries:
+            raise ValueError(f"no delisting of {key!r} to cancel")
+        del self.deliveries[key]
+
     def resolve(self, category: str, symbol: str) -> str | None:
         """The key serving ``symbol`` in ``category``: its own ``category:SYMBOL`` first, else a plain one."""
         own = f"{category}:{symbol}"

@@ -38,6 +38,10 @@ class RequestRecord:
     """time.monotonic() when the request arrived (rate tests read the spacing)."""
 
 
+OMITTABLE_TIME = ("body", "header", "endpoint")
+"""Where a reply carries the exchange's time; `BybitSimulator.set_omit_time` can leave each out."""
+
+
 def _wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
@@ -57,6 +61,7 @@ class BybitSimulator:
             raise ValueError(f"fail_every must be >= 1, got {fail_every}")
         self.model = MarketModel(DEFAULT_INSTRUMENTS if instruments is None else instruments, delistings)
         self._skew_ms = int(clock_skew_ms)
+        self._omit_time: frozenset[str] = frozenset()
         for symbol, start_ms, end_ms in outages:
             self.model.add_outage(symbol, start_ms, end_ms)
         self._clock = now_ms or _wall_clock_ms
@@ -130,6 +135,16 @@ class BybitSimulator:
         with self._lock:
             self._skew_ms = int(ms)
 
+    def set_omit_time(self, *parts: str) -> None:
+        """Leave the exchange's time out of replies, to test a client that must not take its own
+        clock for it: "body" drops the reply's ``time``, "header" the ``Timenow`` header,
+        "endpoint" makes ``/v5/market/time`` unreachable (HTTP 404). No argument: all back."""
+        unknown = sorted(set(parts) - set(OMITTABLE_TIME))
+        if unknown:
+            raise ValueError(f"unknown time part(s) to omit {unknown}: allowed are {', '.join(OMITTABLE_TIME)}")
+        with self._lock:
+            self._omit_time = frozenset(parts)
+
     def now(self) -> int:
         """The exchange's time in epoch ms: the caller's clock (fixed or not) plus the skew.
         Every reply carries it (``time`` and the ``Timenow`` header), as Bybit's do."""
@@ -143,6 +158,10 @@ class BybitSimulator:
     def delist(self, key: str, delivery_ms: int) -> None:
         """``key`` ("SYMBOL" or "category:SYMBOL") settles and stops trading at ``delivery_ms``."""
         self.model.delist(key, delivery_ms)
+
+    def cancel_delisting(self, key: str) -> None:
+        """``key``'s announced delisting is called off (to postpone one, ``delist`` it again later)."""
+        self.model.cancel_delisting(key)
 
     def add_outage(self, symbol: str, start_ms: int, end_ms: int) -> None:
         """No 5m candles of ``symbol`` with open time in ``[start_ms, end_ms)``."""
@@ -199,7 +218,8 @@ class BybitSimulator:
         """Answer a non-control request, applying faults, and record it."""
         arrived = time.monotonic()
         now = self.now()
-        if path not in endpoints.ROUTES:
+        omit = self._omit_time
+        if path not in endpoints.ROUTES or (path == "/v5/market/time" and "endpoint" in omit):
             response = Response(404, json_body({"retCode": 404, "retMsg": f"Not Found: {path}",
                                                 "result": {}, "retExtInfo": {}, "time": now}))
             fault = None
@@ -208,10 +228,14 @@ class BybitSimulator:
             # Only the faults that answer with (part of) the real body need it computed.
             normal: Response | None = None
             if fault is None or fault == "truncated" or slow_seconds(fault) is not None:
-                normal = Response(200, json_body(endpoints.handle(path, self.model, params, now)))
+                payload = endpoints.handle(path, self.model, params, now)
+                if "body" in omit:
+                    payload.pop("time", None)
+                normal = Response(200, json_body(payload))
             response = fault_response(fault, normal, now) if fault is not None else normal
             assert response is not None
-            response = replace(response, headers={"Timenow": str(now), **response.headers})
+            if "header" not in omit:
+                response = replace(response, headers={"Timenow": str(now), **response.headers})
         with self._lock:
             # Recorded before any slow delay so a client that timed out can already see it.
             self._records.append(RequestRecord(path, params, response.status, fault, arrived))
@@ -233,10 +257,23 @@ class BybitSimulator:
                 if ms is not None and not isinstance(ms, int):
                     raise ValueError(f"ms must be an integer or null, got {ms!r}")
                 self.set_now(ms)
+                if "omit_time" in data:
+                    if not isinstance(data["omit_time"], list):
+                        raise ValueError(f"omit_time must be a list, got {data['omit_time']!r}")
+                    self.set_omit_time(*data["omit_time"])
                 if "skew_ms" in data:
                     if not isinstance(data["skew_ms"], int):
                         raise ValueError(f"skew_ms must be an integer, got {data['skew_ms']!r}")
                     self.set_clock_skew(data["skew_ms"])
+            elif path == "/_sim/delistings" and method == "POST":
+                # {"symbol": key, "delivery_ms": ms} announces or postpones; "delivery_ms": null cancels.
+                key, delivery = str(data["symbol"]), data.get("delivery_ms")
+                if delivery is None:
+                    self.cancel_delisting(key)
+                elif isinstance(delivery, int):
+                    self.delist(key, delivery)
+                else:
+                    raise ValueError(f"delivery_ms must be an integer or null, got {delivery!r}")
             elif path == "/_sim/outages" and method == "POST":
                 self.add_outage(str(data.get("symbol")), int(data["start_ms"]), int(data["end_ms"]))
             elif path == "/_sim/requests" and method == "GET":

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
+from .market import CATEGORIES
+
 _SYMBOL_RE = re.compile(r"[A-Z0-9]{2,30}")
 
 
@@ -30,14 +32,11 @@ def parse_timestamp(text: str, *, what: str = "timestamp", context: str = "") ->
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-_CATEGORIES = ("spot", "linear", "inverse")
-
-
 def _split_symbol(spec: str, kind: str, example: str) -> tuple[str, str]:
     """``[CATEGORY:]SYMBOL:REST`` -> (key, rest); the key keeps a category prefix ("spot:BTCUSDT")."""
     prefix = ""
     head, sep, tail = spec.partition(":")
-    if sep and head.strip().lower() in _CATEGORIES:
+    if sep and head.strip().lower() in CATEGORIES:
         prefix, spec = head.strip().lower() + ":", tail
     symbol, sep, rest = spec.partition(":")
     symbol = symbol.strip()

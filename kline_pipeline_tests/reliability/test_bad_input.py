@@ -214,6 +214,6 @@ def test_manual_refresh_sql(seeded, ledger, sql, named):
 
 def test_unknown_category(monkeypatch, ledger):
     monkeypatch.setenv("BYBIT_CATEGORY", "futures")
-    with pytest.raises(ValueError, match="invalid Bybit category 'futures': allowed are spot, linear, inverse"):
+    with pytest.raises(ValueError, match=r"invalid Bybit category 'futures': only linear \(or unset\) is allowed"):
         BybitClient().get_instrument(symbol="BTCUSDT")
-    ledger.record("bad input", "BYBIT_CATEGORY=futures", "refused before any request, naming the allowed categories")
+    ledger.record("bad input", "BYBIT_CATEGORY=futures", "refused before any request, naming the allowed category")
