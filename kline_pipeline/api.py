@@ -6,6 +6,8 @@
     GET    /api/backfill?type=status&id=…                   -> a backfill's status and per-partition progress
     DELETE /api/backfill?id=…               -> 202, the backfill canceled (`kline-pipeline backfill --cancel`)
     GET    /api/health                      -> `kline-pipeline doctor --json` (200 healthy, else 503)
+    GET    /api/klines?symbol=…&timeframe=…&start=…&end=…  -> stored candles + completeness
+                                            (JSON, or CSV with Accept: text/csv; see `kline_pipeline.api_klines`)
 
 Served by `kline-pipeline serve-api` (and by `kline-pipeline dev` on port 3000). It talks to the
 Dagster instance directly (DAGSTER_HOME, resolved like every `kline-pipeline` command), not to
@@ -41,6 +43,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kline_pipeline import clock
+from kline_pipeline.api_klines import klines_endpoint
 from kline_pipeline.backfills import (
     RequestError,
     backfill_status,
@@ -238,8 +241,8 @@ def create_app(
         return JSONResponse(report.to_json(), status_code=200 if report.exit_code == 0 else 503)
 
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # 404, 405 as JSON too
-        return _error(exc.status_code, f"{exc.detail}: the API has POST, GET and DELETE /api/backfill and "
-                      "GET /api/health only")
+        return _error(exc.status_code, f"{exc.detail}: the API has POST, GET and DELETE /api/backfill, "
+                      "GET /api/klines and GET /api/health only")
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         # A bug, not the caller's fault: say so without a traceback (the server log has it), and
@@ -252,7 +255,9 @@ def create_app(
         routes=[Route("/api/backfill", post_backfill, methods=["POST"]),
                 Route("/api/backfill", get_backfill, methods=["GET"]),
                 Route("/api/backfill", delete_backfill, methods=["DELETE"]),
-                Route("/api/health", get_health, methods=["GET"])],
+                Route("/api/health", get_health, methods=["GET"]),
+                Route("/api/klines", klines_endpoint(kline_store, max_days=limit, utcnow=utcnow, error=_error),
+                      methods=["GET"])],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
 

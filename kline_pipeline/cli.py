@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kline_pipeline.cli_local import add_local_commands
 
     add_local_commands(sub)  # dev, doctor, db
+    from kline_pipeline.export_cli import add_export_command
+
+    add_export_command(sub)
 
     symbols = sub.add_parser(
         "symbols", help="add, list or remove symbol partitions",
