@@ -147,19 +147,21 @@ def create_app(
 
     def gaps(params: dict[str, str]) -> JSONResponse:
         from kline_pipeline.gaps import gap_report
+        from kline_pipeline.repair import gaps_json
 
         # No exchange check here: a report reads only the candle store, like `kline-pipeline gaps`.
         try:
             symbol, start, end = validate_request(
                 params.get("symbol"), params.get("start"), params.get("end"), now=utcnow(), max_days=limit)
             report = gap_report(kline_store, symbol=symbol, start=start, end=end, now=utcnow())
+            doc = gaps_json(kline_store, report)  # the same JSON as `kline-pipeline gaps --json`
         except RequestError as exc:
             return _error(400, str(exc), exc.field)
         except ConnectionError as exc:
             return _error(503, str(exc))
         except ValueError as exc:  # KLINE_DATABASE_URL itself is wrong: the server's fault, not the caller's
             return _error(503, f"the candle database is not configured correctly: {exc}")
-        return AsciiJSONResponse(report.to_json())
+        return AsciiJSONResponse(doc)
 
     def status(params: dict[str, str]) -> JSONResponse:
         try:

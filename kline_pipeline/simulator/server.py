@@ -128,9 +128,10 @@ class BybitSimulator:
         fixed = self._fixed_now
         return fixed if fixed is not None else int(self._clock())
 
-    def add_outage(self, symbol: str, start_ms: int, end_ms: int) -> None:
-        """No 5m candles of ``symbol`` with open time in ``[start_ms, end_ms)``."""
-        self.model.add_outage(symbol, start_ms, end_ms)
+    def add_outage(self, symbol: str, start_ms: int, end_ms: int, heals_at_ms: int | None = None) -> None:
+        """No 5m candles of ``symbol`` with open time in ``[start_ms, end_ms)``; with ``heals_at_ms``,
+        only until the simulator clock reaches it (the exchange fills the outage later)."""
+        self.model.add_outage(symbol, start_ms, end_ms, heals_at_ms)
 
     def clear_outages(self, symbol: str) -> None:
         """The candles of ``symbol``'s outages appear after all (a late candle)."""
@@ -217,7 +218,9 @@ class BybitSimulator:
                     raise ValueError(f"ms must be an integer or null, got {ms!r}")
                 self.set_now(ms)
             elif path == "/_sim/outages" and method == "POST":
-                self.add_outage(str(data.get("symbol")), int(data["start_ms"]), int(data["end_ms"]))
+                heals = data.get("heals_at_ms")
+                self.add_outage(str(data.get("symbol")), int(data["start_ms"]), int(data["end_ms"]),
+                                None if heals is None else int(heals))
             elif path == "/_sim/requests" and method == "GET":
                 return Response(200, json_body([asdict(r) for r in self.requests]))
             elif path == "/_sim/requests" and method == "DELETE":
