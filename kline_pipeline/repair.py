@@ -50,7 +50,7 @@ def delays_from_env() -> list[timedelta]:
 def describe(delays: Sequence[timedelta]) -> str:
     def one(d: timedelta) -> str:
         minutes = int(d.total_seconds() // 60)
-        return f"{minutes // 1440}d" if minutes % 1440 == 0 else f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+        return f"{minutes // 1440}d" if minutes % 1440 == 0 and minutes > 1440 else f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
 
     return ", ".join(one(d) for d in delays)
 
