@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -200,6 +201,14 @@ def _package_version() -> str:
         return "unknown"
 
 
+def _facts(store: KlineStore, query: dict[str, object], now: datetime) -> tuple[GapReport, dict[date, int]]:
+    """The gap report of the range and the exported rows per day (for 5m: the present candles)."""
+    report = gap_report(store, symbol=query["symbol"], start=query["start"], end=query["end"], now=now)  # type: ignore[arg-type]
+    if query["timeframe"] == "5m":
+        return report, {day: counts["present"] for day, counts in day_counts(report).items()}
+    return report, dict(store.query("export_day_rows.sql", query))
+
+
 def export_klines(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime, out: Path,
                   now: datetime, allow_missing: bool = False) -> Export:
     """Write the file and its manifest (see the module docstring); raises IncompleteRange (nothing
@@ -207,15 +216,22 @@ def export_klines(store: KlineStore, *, symbol: str, timeframe: str, start: date
     timeframe = validate_timeframe(timeframe)
     validate_grid(timeframe, start, end)
     fmt = output_format(out)
-    report = gap_report(store, symbol=symbol, start=start, end=end, now=now)
-    if report.missing and not allow_missing:
-        raise IncompleteRange(report)
     manifest_path = out.with_name(out.name + ".manifest.json")
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     query = {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end}
+    # The completeness figures are read by a second connection while the rows are written (the
+    # database has a core for each); a refusal removes the hidden partial file, so nothing is written.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-facts") as pool:
+        facts = pool.submit(_facts, store, query, now)
+        try:
+            rows = _write_data(store, fmt, partial, **query)
+            report, per_day_rows = facts.result()
+            if report.missing and not allow_missing:
+                raise IncompleteRange(report)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     try:
-        rows = _write_data(store, fmt, partial, **query)
-        per_day_rows = dict(store.query("export_day_rows.sql", query))
         listing = store.listing(symbol)
         manifest = {
             "file": out.name, "format": fmt, "columns": list(COLUMNS),
