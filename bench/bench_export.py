@@ -1,6 +1,6 @@
 """Export benchmark: `export_klines` (the code `kline-pipeline export` runs) per format and range length.
 
-    python bench/bench_export.py [--years 4]
+    python bench/bench_export.py [--years 4]     # --days N instead: a tiny run (the smoke test)
 
 Loads --years of one symbol's 5m candles (the simulator's, written directly) into a throwaway
 database, then exports 1 year and all years to .parquet, .feather and .csv, each in a fresh process
@@ -47,12 +47,13 @@ def _stage(db_url: str, fmt: str, days: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--years", type=int, default=4)
+    parser.add_argument("--days", type=int, help="load this many days instead of --years (exports 1 day and all)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--db-url", help=argparse.SUPPRESS)
-    parser.add_argument("--days", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--stage-days", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
-        print(json.dumps(_stage(args.db_url, args.stage, args.days)))
+        print(json.dumps(_stage(args.db_url, args.stage, args.stage_days)))
         return
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,7 +62,7 @@ def main() -> None:
     from kline_pipeline.simulator import BybitSimulator
     from kline_pipeline.store import KlineStore
 
-    total_days = 365 * args.years
+    total_days = args.days or 365 * args.years
     rows = []
     with throwaway_database(admin_url_default(), "export") as db_url:
         store = KlineStore(database_url=db_url)
@@ -71,17 +72,17 @@ def main() -> None:
         loaded = load_days(store, sim, SYMBOL, FIRST_DAY, total_days)
         store.engine().dispose()
         print(f"loaded {loaded:,} candles in {time.perf_counter() - t0:.1f} s", flush=True)
-        for days in (365, total_days):
+        for days in (min(365, max(1, total_days // 4)), total_days):
             for fmt in ("parquet", "feather", "csv"):
-                out = subprocess.run([sys.executable, __file__, "--stage", fmt, "--db-url", db_url, "--days", str(days)],
+                out = subprocess.run([sys.executable, __file__, "--stage", fmt, "--db-url", db_url, "--stage-days", str(days)],
                                      check=True, capture_output=True, text=True).stdout
                 rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"1 symbol, 5m candles, export_klines end to end (gap report, rows, manifest, SHA-256)")
+    print("1 symbol, 5m candles, export_klines end to end (gap report, rows, manifest, SHA-256)")
     print(f"{'format':<8} {'days':>5} {'candles':>9} {'seconds':>8} {'candles/s':>10} {'file MB':>8} {'peak RSS MB':>11}")
     for r in rows:
         print(f"{r['format']:<8} {r['days']:>5} {r['candles']:>9} {r['seconds']:>8} {r['candles_per_s']:>10,} "
               f"{r['file_mb']:>8} {r['peak_rss_mb']:>11}")
-    print("RESULT " + json.dumps({"years": args.years, "exports": rows}))
+    print("RESULT " + json.dumps({"days": total_days, "exports": rows}))
 
 
 if __name__ == "__main__":

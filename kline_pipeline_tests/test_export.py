@@ -165,3 +165,19 @@ def test_api_klines_json_and_csv_with_completeness(three_days, tmp_path):
         assert bad.status_code == 400 and bad.json()["field"] == "timeframe" and "2h" in bad.json()["error"]
         missing = requests.get(f"{api}/api/klines", params={k: v for k, v in params.items() if k != "end"}, timeout=15)
         assert missing.status_code == 400 and missing.json()["field"] == "end"
+
+
+def test_bench_export_prints_its_figures():
+    """bench/bench_export.py at a tiny size: it runs and prints candles/s and peak RSS per format."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_export.py"
+    out = subprocess.run([sys.executable, str(script), "--days", "4"], capture_output=True, text=True, timeout=300,
+                         check=True).stdout
+    result = json.loads(out.splitlines()[-1].removeprefix("RESULT "))
+    assert [(e["format"], e["days"], e["candles"]) for e in result["exports"]] == [
+        (f, d, d * 288) for d in (1, 4) for f in ("parquet", "feather", "csv")]
+    assert all(e["candles_per_s"] > 0 and e["peak_rss_mb"] > 0 for e in result["exports"])
+    assert "candles/s" in out and "peak RSS MB" in out
