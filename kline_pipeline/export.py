@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from kline_pipeline.gaps import CAUSES, NOT_CLOSED, NOT_LISTED, GapReport, gap_report
 from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.models import CANDLE_MS, to_ms
+from kline_pipeline.prefetch import prefetched
 from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline.sqlfiles import sql_text
 from kline_pipeline.store import KlineStore, redact_url
@@ -140,7 +141,8 @@ def _write_data(store: KlineStore, fmt: str, target: Path, **query: object) -> i
     if fmt == "csv":
         with open(target, "wb") as out:
             out.write(CSV_HEADER.encode())
-            for chunk in csv_chunks(store, **query):  # type: ignore[arg-type]
+            # The next chunk is read while this one is written (PostgreSQL and this process overlap).
+            for chunk in prefetched(csv_chunks(store, **query)):  # type: ignore[arg-type]
                 out.write(chunk)
                 rows += chunk.count(b"\n")
         return rows
@@ -151,7 +153,7 @@ def _write_data(store: KlineStore, fmt: str, target: Path, **query: object) -> i
     else:  # Feather v2 is the Arrow IPC file format
         writer = paipc.new_file(str(target), ARROW_SCHEMA)
     with writer:
-        for table in arrow_batches(store, **query):  # type: ignore[arg-type]
+        for table in prefetched(arrow_batches(store, **query)):  # type: ignore[arg-type]
             writer.write_table(table)
             rows += table.num_rows
         if not rows:

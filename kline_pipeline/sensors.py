@@ -23,11 +23,13 @@ Rules:
 """
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
+import sqlalchemy as sa
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -36,12 +38,13 @@ from kline_pipeline.assets import PARTITIONS_PER_RUN, price_klines_5m
 from kline_pipeline.hand_changes import new_claim, partitions_to_refresh, take_hand_changes
 from kline_pipeline.partitions import contiguous_runs, partition_key, split_partition_key, symbols_partitions
 from kline_pipeline.rollups import rollup_assets
-from kline_pipeline.store import KlineStore
+from kline_pipeline.store import KlineStore, redact_url
 
 RAW = price_klines_5m.key
 ROLLUP_KEYS = tuple(asset.key for asset in rollup_assets)
 PAGE = 5000
 """Raw materializations judged per tick at most (a backlog is worked off over several ticks)."""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,14 @@ def evaluate_tick(instance: dg.DagsterInstance, cursor: RollupCursor,
     claim, unique = cursor.claim, str(after)
     if store is not None:
         claim = new_claim()
-        pairs = take_hand_changes(store, done_claim=cursor.claim, claim=claim)
+        try:
+            pairs = take_hand_changes(store, done_claim=cursor.claim, claim=claim)
+        except (ConnectionError, sa.exc.OperationalError) as exc:
+            # The candle database is away: the raw materializations still get their rollups; the
+            # hand-changed pairs stay recorded (nothing was taken) for a later tick.
+            log.warning("hand-changed days not read this tick: %s", redact_url(str(exc).splitlines()[0]))
+            return (run_requests(stale, unique=unique),
+                    RollupCursor(after=after, waiting=tuple(sorted(waiting)), claim=cursor.claim))
         registered = instance.get_dynamic_partitions(symbols_partitions.name)
         for key in partitions_to_refresh(pairs, registered=registered, today=clock.utcnow().date()):
             stale[key] = frozenset(ROLLUP_KEYS)  # a hand change can touch any rollup of the day

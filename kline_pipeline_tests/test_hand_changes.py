@@ -50,6 +50,9 @@ def test_the_trigger_records_each_changed_day_once_per_statement_and_ignores_the
         "WHERE symbol = 'ETHUSDT' AND timestamp = '2025-01-01 12:00+00'")
     assert recorded(kline_store) == [("BTCUSDT", date(2025, 1, 4)), ("ETHUSDT", date(2025, 1, 1)),
                                      ("ETHUSDT", date(2025, 1, 3))]
+    sql(kline_store, "DELETE FROM price_kline_hand_changes")
+    kline_store.purge_symbol("ETHUSDT")  # removing a symbol is not a hand correction
+    assert recorded(kline_store) == []
     trigger_levels = sql(kline_store, "SELECT DISTINCT action_orientation FROM information_schema.triggers "
                          "WHERE event_object_table = 'price_klines'")
     assert trigger_levels == [("STATEMENT",)]
@@ -142,3 +145,12 @@ def test_a_mass_correction_is_taken_in_pages(kline_store):
     third = take_hand_changes(kline_store, done_claim="b", claim="c", limit=4)
     assert [d.day for _, d in first + second + third] == list(range(1, 11))
     assert take_hand_changes(kline_store, done_claim="c", claim="d") == [] and recorded(kline_store) == []
+
+
+def test_an_unreachable_database_leaves_the_pairs_for_a_later_tick(instance, kline_store):
+    sql(kline_store, "INSERT INTO price_klines VALUES ('BTCUSDT', '5m', '2025-01-01 00:00+00', 1, 2, 1, 2, 3, 4)")
+    away = type(kline_store)(database_url="postgresql://postgres@127.0.0.1:1/nowhere")
+    requests, cursor = evaluate_tick(instance, RollupCursor(claim="earlier"), away)
+    assert requests == [] and cursor.claim == "earlier"  # nothing taken, nothing forgotten
+    requests, _ = evaluate_tick(instance, cursor, kline_store)
+    assert requested_partitions(requests) == [("2025-01-01|BTCUSDT", "2025-01-01|BTCUSDT")]
