@@ -30,7 +30,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as paipc
 import pyarrow.parquet as pq
 
-from kline_pipeline.gaps import CAUSES, NOT_CLOSED, NOT_LISTED, GapReport, gap_report
+from kline_pipeline.gaps import CAUSES, NOT_CLOSED, NOT_LISTED, GapReport, gap_report, missing_days
 from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.models import CANDLE_MS, to_ms
 from kline_pipeline.prefetch import prefetched
@@ -62,11 +62,14 @@ class IncompleteRange(Exception):
         spans = [s for s in report.spans if s.cause == "missing"]
         shown = ", ".join(f"{s.start:%Y-%m-%d %H:%M}..{s.end:%Y-%m-%d %H:%M}" for s in spans[:5])
         more = f" and {len(spans) - 5} more spans" if len(spans) > 5 else ""
+        days = missing_days(report)
+        fill = (f"kline-pipeline backfill --symbol {report.symbol} --start {days[0]}T00:00:00Z "
+                f"--end {days[-1] + timedelta(days=1)}T00:00:00Z --wait")
         super().__init__(
             f"{report.symbol}: {report.missing} candle(s) missing without an explanation in "
             f"{report.start:%Y-%m-%d %H:%M} .. {report.end:%Y-%m-%d %H:%M} UTC ({shown}{more}); nothing was written. "
-            f"Fill them with `kline-pipeline backfill --symbol {report.symbol} --start ... --end ... --wait` "
-            "(`kline-pipeline gaps` lists them), or export anyway with --allow-missing (recorded in the manifest)")
+            f"Fill them with `{fill}` (`kline-pipeline gaps` lists them), or export anyway with --allow-missing "
+            "(recorded in the manifest)")
         self.report = report
 
 

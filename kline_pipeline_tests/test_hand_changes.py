@@ -58,6 +58,12 @@ def test_the_trigger_records_each_changed_day_once_per_statement_and_ignores_the
     assert trigger_levels == [("STATEMENT",)]
 
 
+def tick(instance, store, cursor: str | None) -> dg.SensorResult:
+    """One tick of the real sensor, its context (and resources) closed at once, as the daemon does."""
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"kline_store": store}) as context:
+        return rollup_refresh_sensor(context)
+
+
 def _rollup_versions(store) -> dict[tuple[str, object], str]:
     """(table, bucket) -> the row version (xmin) of every stored rollup bucket of BTCUSDT."""
     versions = {}
@@ -81,8 +87,7 @@ def test_a_hand_update_and_delete_refresh_exactly_the_affected_buckets(instance,
     resources = {"bybit": bybit, "kline_store": kline_store}
     dg.materialize([price_klines_5m, *rollup_assets], instance=instance, resources=resources,
                    tags={RANGE["start"]: "2025-01-01|BTCUSDT", RANGE["end"]: "2025-01-04|BTCUSDT"})
-    context = dg.build_sensor_context(instance=instance, resources={"kline_store": kline_store})
-    cursor = RollupCursor.parse(rollup_refresh_sensor(context).cursor)  # the backfill: nothing stale
+    cursor = RollupCursor.parse(tick(instance, kline_store, None).cursor)  # the backfill: nothing stale
     before = _rollup_versions(kline_store)
 
     # By hand: a corrected high on 2 January 10:05 and a deleted candle on 4 January 23:55.
@@ -91,8 +96,7 @@ def test_a_hand_update_and_delete_refresh_exactly_the_affected_buckets(instance,
     sql(kline_store, "DELETE FROM price_klines WHERE symbol = 'BTCUSDT' AND timestamp = '2025-01-04 23:55+00'")
     assert len(_mismatches(kline_store)) == 12  # each rollup is now stale in two buckets
 
-    result = rollup_refresh_sensor(dg.build_sensor_context(instance=instance, cursor=cursor.dumps(),
-                                                           resources={"kline_store": kline_store}))
+    result = tick(instance, kline_store, cursor.dumps())
     requests = list(result.run_requests)
     assert requested_partitions(requests) == [("2025-01-02|BTCUSDT", "2025-01-02|BTCUSDT"),
                                               ("2025-01-04|BTCUSDT", "2025-01-04|BTCUSDT")]
@@ -111,8 +115,7 @@ def test_a_hand_update_and_delete_refresh_exactly_the_affected_buckets(instance,
     assert set(before) == set(after)  # no bucket vanished or appeared (each still has candles)
 
     # The next tick forgets the taken pairs and asks for nothing more.
-    again = rollup_refresh_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor,
-                                                          resources={"kline_store": kline_store}))
+    again = tick(instance, kline_store, result.cursor)
     assert list(again.run_requests or []) == [] and recorded(kline_store) == []
 
 

@@ -86,8 +86,9 @@ def test_an_outage_that_heals_is_repaired_on_schedule_through_dagster(instance, 
     resources = {"bybit": bybit, "kline_store": kline_store}
 
     def tick() -> dg.RunRequest | dg.SkipReason:
-        return outage_repair(dg.build_schedule_context(instance=instance, resources={"kline_store": kline_store},
-                                                       scheduled_execution_time=now["t"]))
+        with dg.build_schedule_context(instance=instance, resources={"kline_store": kline_store},
+                                       scheduled_execution_time=now["t"]) as context:
+            return outage_repair(context)
 
     def run(request: dg.RunRequest) -> dg.ExecuteInProcessResult:
         return outage_repair_job.execute_in_process(instance=instance, resources=resources,

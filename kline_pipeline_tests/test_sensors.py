@@ -37,8 +37,10 @@ def materialize(instance, resources, assets, first: str, last: str) -> None:
 
 def tick(instance, cursor: RollupCursor, store) -> tuple[list[dg.RunRequest], RollupCursor]:
     """One tick of the real sensor definition, as the daemon calls it."""
-    result = rollup_refresh_sensor(dg.build_sensor_context(instance=instance, cursor=cursor.dumps(),
-                                                           resources={"kline_store": store}))
+    # As a context manager: its resources are released now, not whenever the garbage collector
+    # finalizes them (which reset Dagster's context-local state under a later test).
+    with dg.build_sensor_context(instance=instance, cursor=cursor.dumps(), resources={"kline_store": store}) as context:
+        result = rollup_refresh_sensor(context)
     return list(result.run_requests or []), RollupCursor.parse(result.cursor)
 
 
@@ -99,8 +101,8 @@ def test_a_foreign_cursor_starts_from_the_beginning(instance, bybit, kline_store
     materialize(instance, {"bybit": bybit, "kline_store": kline_store}, [price_klines_5m], "2025-01-01|BTCUSDT",
                 "2025-01-02|BTCUSDT")
     legacy = "0eJzLSM3JyVcozy/KSQEAGgQEXQ=="  # not ours: base64 of compressed serdes, as Dagster stores
-    result = rollup_refresh_sensor(dg.build_sensor_context(instance=instance, cursor=legacy,
-                                                           resources={"kline_store": kline_store}))
+    with dg.build_sensor_context(instance=instance, cursor=legacy, resources={"kline_store": kline_store}) as context:
+        result = rollup_refresh_sensor(context)
     assert requested_partitions(result.run_requests) == [("2025-01-01|BTCUSDT", "2025-01-02|BTCUSDT")]
     assert RollupCursor.parse(result.cursor).after > 0
 
