@@ -56,6 +56,7 @@ from common import admin_url_default, throwaway_database  # noqa: E402
 from kline_pipeline_tests.processes import free_port, simulator_process, stop_group, wait_for_http  # noqa: E402
 
 from kline_pipeline.assets import PARTITIONS_PER_RUN  # noqa: E402
+from kline_pipeline.rollups import ROLLUPS  # noqa: E402
 
 LISTED = "2020-01-01"
 P1_SYMBOL = "BTCUSDT"
@@ -63,8 +64,7 @@ ONE_RUN_SYMBOL = "ETHUSDT"
 P1_FIRST = date(2025, 1, 1)
 WARM_UP_DAY = date(2024, 12, 31)  # outside every measured range
 SCALE_FIRST = date(2024, 1, 1)
-ROLLUP_TABLES = ["price_klines_15m", "price_klines_30m", "price_klines_1h", "price_klines_4h", "price_klines_12h",
-                 "price_klines_1d"]
+ROLLUP_TABLES = [rollup.table for rollup in ROLLUPS]
 OURS = ["price_klines_5m", *ROLLUP_TABLES]
 FLOOR = [f"floor_{a}" for a in OURS]  # no-op assets + no-op checks recording the same results
 BARE = [f"bare_{a}" for a in OURS]  # no-op assets, no checks

@@ -1,6 +1,8 @@
 """`kline-pipeline backfill`: launch a backfill, follow one, or cancel one.
 
     backfill --symbol S --start T --end T [--wait]   launch (the API's POST), optionally follow
+    backfill --symbol S --start T --end T --missing  launch only the days the gap report finds
+                                                     candles missing in (nothing if none)
     backfill --follow ID                             follow a running backfill until it ends
     backfill --cancel ID [--wait]                    cancel (the API's DELETE), optionally until CANCELED
 
@@ -12,6 +14,7 @@ was canceled (or a cancel did not end within the wait); 2 on bad arguments (noth
 import argparse
 import sys
 import time
+from datetime import date, datetime
 
 import dagster as dg
 
@@ -29,6 +32,7 @@ def cmd_backfill(args: argparse.Namespace, instance: dg.DagsterInstance) -> int:
     if args.cancel is not None or args.follow is not None:
         option = "--cancel" if args.cancel is not None else "--follow"
         given = [name for name in ("symbol", "start", "end") if getattr(args, name) is not None]
+        given += ["missing"] if args.missing else []
         if given:
             return _fail(f"{option} takes a backfill id only, not --{given[0]}; nothing was changed")
         try:
@@ -49,7 +53,7 @@ def cmd_backfill(args: argparse.Namespace, instance: dg.DagsterInstance) -> int:
 
 def _launch(args: argparse.Namespace, instance: dg.DagsterInstance) -> int:
     from kline_pipeline import clock
-    from kline_pipeline.backfills import RequestError, max_days_from_env, validate_request
+    from kline_pipeline.backfills import RequestError, launch_backfill, max_days_from_env, validate_request
     from kline_pipeline.bybit import BybitClient, BybitError
     from kline_pipeline.idempotency import launch_once
 
@@ -57,10 +61,19 @@ def _launch(args: argparse.Namespace, instance: dg.DagsterInstance) -> int:
     try:
         symbol, start, end = validate_request(args.symbol, args.start, args.end, now=clock.utcnow(),
                                               max_days=max_days_from_env(), bybit=bybit)
-        # Always a new backfill from the terminal (an operator asked for it); tagged with its
-        # request so the API's repeated POSTs find it while it runs.
-        launched = launch_once(instance, symbol=symbol, start=start, end=end, now=clock.utcnow(),
-                               bybit=bybit, launched_by="cli", force=True)
+        if args.missing:
+            days = _missing_days(symbol, start, end)
+            if not days:
+                print(f"{symbol}: no missing candle in [{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}) UTC "
+                      "(`kline-pipeline gaps` shows the report); nothing was launched")
+                return 0
+            launched = launch_backfill(instance, symbol=symbol, start=start, end=end, now=clock.utcnow(),
+                                       bybit=bybit, launched_by="cli", only_days=days)
+        else:
+            # Always a new backfill from the terminal (an operator asked for it); tagged with its
+            # request so the API's repeated POSTs find it while it runs.
+            launched = launch_once(instance, symbol=symbol, start=start, end=end, now=clock.utcnow(),
+                                   bybit=bybit, launched_by="cli", force=True)
     except RequestError as exc:
         message = str(exc).removeprefix(f"{exc.field}: ")  # name the option once, as typed
         return _fail(f"--{exc.field}: {message}; nothing was launched")
@@ -77,6 +90,16 @@ def _launch(args: argparse.Namespace, instance: dg.DagsterInstance) -> int:
               f"`kline-pipeline backfill --follow {launched.backfill_id}` or in the UI")
         return 0
     return follow(instance, launched.backfill_id, poll_seconds=args.poll_seconds)
+
+
+def _missing_days(symbol: str, start: datetime, end: datetime) -> list[date]:
+    """The UTC days of [start, end) holding candles the gap report calls missing (never fetched or
+    lost; exchange outages and pre-listing time are not missing, so a re-fetch cannot fill them)."""
+    from kline_pipeline import clock
+    from kline_pipeline.gaps import gap_report, missing_days
+    from kline_pipeline.store import KlineStore
+
+    return missing_days(gap_report(KlineStore(), symbol=symbol, start=start, end=end, now=clock.utcnow()))
 
 
 def _interrupted(backfill_id: str, what: str) -> int:

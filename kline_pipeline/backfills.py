@@ -25,7 +25,7 @@ import functools
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -207,10 +207,11 @@ def touched_days(start: datetime, end: datetime, *, now: datetime) -> list[date]
 def launch_backfill(
     instance: dg.DagsterInstance, *, symbol: str, start: datetime, end: datetime, now: datetime,
     bybit: BybitClient | None = None, launched_by: str = "api", ui_url: str | None = None,
-    tags: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None, only_days: Sequence[date] | None = None,
 ) -> LaunchedBackfill:
     """Add `symbol` as a partition if new, then write a partition backfill of the raw asset and
-    the six rollups over every day of [start, end) (see `touched_days`) for that symbol.
+    the six rollups over every day of [start, end) (see `touched_days`) for that symbol — or only
+    over `only_days` of them (`backfill --missing`: the days the gap report finds holes in).
 
     Expects a request already checked by `validate_request` (the symbol is checked again here:
     a malformed one would become a partition key Dagster cannot split). `tags` are added to the
@@ -224,6 +225,10 @@ def launch_backfill(
     if not days:
         raise RequestError("start", f"the range has no day within the date partitions ({START_DATE} "
                            f"to today, KLINE_START_DATE)")
+    if only_days is not None:
+        days = sorted(set(days) & set(only_days))
+        if not days:
+            raise RequestError("start", "none of the requested days lies within the range")
     added = False
     if symbol not in instance.get_dynamic_partitions(symbols_partitions.name):
         from kline_pipeline.symbols import add_symbols  # checks the exchange lists it, then adds
@@ -241,7 +246,8 @@ def launch_backfill(
         tags={**(tags or {}), SOURCE_TAG: launched_by},
         dynamic_partitions_store=instance,
         all_partitions=False,
-        title=f"{symbol} {days[0].isoformat()} to {days[-1].isoformat()}",
+        title=f"{symbol} {days[0].isoformat()} to {days[-1].isoformat()}"
+        + ("" if only_days is None else f" ({len(days)} days with missing candles)"),
         description=f"{symbol} [{start.isoformat()}, {end.isoformat()}) launched by kline-pipeline ({launched_by})",
         run_config=None,
     )

@@ -284,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
         "on; the message says how to follow or cancel it).",
     )
     _add_range_arguments(backfill, required=False)
+    backfill.add_argument("--missing", action="store_true",
+                          help="launch only the days of the range in which `gaps` finds missing candles (none: "
+                               "nothing is launched, exit 0); the live schedule never fetches holes older than "
+                               "its catch-up window, this fills them")
     backfill.add_argument("--follow", metavar="ID", help="show an existing backfill's progress until it ends")
     backfill.add_argument("--cancel", metavar="ID", help="cancel a backfill (the API's DELETE /api/backfill?id=)")
     backfill.add_argument("--wait", action="store_true",

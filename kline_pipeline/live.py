@@ -24,7 +24,7 @@ from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline.store import KlineStore, LiveState, RollupSummary
 
 CANDLE = timedelta(milliseconds=CANDLE_MS)
-DEFAULT_LOOKBACK_MINUTES = {"15m": 30, "30m": 60, "1h": 120, "4h": 480, "12h": 1440, "1d": 2880}
+DEFAULT_LOOKBACK_MINUTES = {rollup.timeframe: rollup.lookback_minutes for rollup in ROLLUPS}
 """The old system's refresh-policy lookbacks, per rollup timeframe."""
 
 

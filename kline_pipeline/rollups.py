@@ -12,10 +12,16 @@ from kline_pipeline.store import KlineStore
 
 @dataclass(frozen=True)
 class Rollup:
-    """One rollup timeframe: `15m` -> table price_klines_15m, 3 five-minute candles per bucket."""
+    """One rollup timeframe: `15m` -> table price_klines_15m, 3 five-minute candles per bucket,
+    recomputed `lookback_minutes` back by every live tick (the old app's refresh policy).
+
+    ROLLUPS below is the one list of them: the assets, the live lookbacks, the Bybit intervals and
+    the benches derive from it; the SQL registries (price_kline_rollups, price_kline_refresh_jobs)
+    are seeded by migrations and tested against it (test_rollups.py)."""
 
     timeframe: str
     minutes: int
+    lookback_minutes: int
 
     @property
     def table(self) -> str:
@@ -36,7 +42,8 @@ class Rollup:
 
 
 ROLLUPS = (
-    Rollup("15m", 15), Rollup("30m", 30), Rollup("1h", 60), Rollup("4h", 240), Rollup("12h", 720), Rollup("1d", 1440),
+    Rollup("15m", 15, 30), Rollup("30m", 30, 60), Rollup("1h", 60, 120), Rollup("4h", 240, 480),
+    Rollup("12h", 720, 1440), Rollup("1d", 1440, 2880),
 )
 
 

@@ -34,11 +34,11 @@ from kline_pipeline.backfills import (
 )
 from kline_pipeline.cli import PROJECT_ROOT, _default_dagster_home, build_parser, main
 from kline_pipeline.partitions import symbols_partitions
+from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline_tests.conftest import NOW
 
 UTC = timezone.utc
-ASSETS = ["price_klines_12h", "price_klines_15m", "price_klines_1d", "price_klines_1h", "price_klines_30m",
-          "price_klines_4h", "price_klines_5m"]
+ASSETS = sorted(["price_klines_5m", *(rollup.table for rollup in ROLLUPS)])
 
 
 def utc(text: str) -> datetime:
@@ -271,3 +271,40 @@ def test_new_commands_explain_themselves(command, capsys):
     if command == ["serve-api"]:
         assert "default 127.0.0.1" in text and "POST /api/backfill" in text
 
+
+
+def test_backfill_missing_launches_only_the_days_with_holes(dagster_env, bybit, kline_store, capsys):
+    """`backfill --missing` reads the gap report: of Jan 1-5, Jan 1, 2 and 4 are stored whole and
+    Jan 3 has an hour deleted, Jan 5 was never fetched; only Jan 3 and Jan 5 are launched. Once
+    nothing is missing, it launches nothing and says so."""
+    from datetime import date
+
+    from kline_pipeline.ingest import ingest_days
+
+    ingest_days(bybit=bybit, store=kline_store, symbol="BTCUSDT", now=NOW,
+                days=[date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3), date(2025, 1, 4)])
+    with kline_store.engine().begin() as conn:
+        conn.exec_driver_sql("DELETE FROM price_klines WHERE symbol = 'BTCUSDT' AND timestamp >= '2025-01-03 10:00Z' "
+                             "AND timestamp < '2025-01-03 11:00Z'")
+    argv = ["backfill", "--symbol", "BTCUSDT", "--start", "2025-01-01T00:00:00Z", "--end", "2025-01-06T00:00:00Z",
+            "--missing"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    [backfill] = dagster_env.get_backfills()
+    assert sorted((k.asset_key.to_user_string(), k.partition_key)
+                  for k in backfill.asset_backfill_data.target_subset.iterate_asset_partitions()) == sorted(
+        (asset, f"2025-01-0{day}|BTCUSDT") for asset in ASSETS for day in (3, 5))
+    assert out.startswith(f"launched backfill {backfill.backfill_id}: 2 partitions (2025-01-03|BTCUSDT .. "
+                          "2025-01-05|BTCUSDT) x 7 assets")
+    assert backfill.title == "BTCUSDT 2025-01-03 to 2025-01-05 (2 days with missing candles)"
+
+    ingest_days(bybit=bybit, store=kline_store, symbol="BTCUSDT", now=NOW, days=[date(2025, 1, 3), date(2025, 1, 5)])
+    assert main(argv) == 0
+    assert capsys.readouterr().out == ("BTCUSDT: no missing candle in [2025-01-01 00:00, 2025-01-06 00:00) UTC "
+                                       "(`kline-pipeline gaps` shows the report); nothing was launched\n")
+    assert len(dagster_env.get_backfills()) == 1
+
+
+def test_missing_takes_a_range_not_a_backfill_id(dagster_env, capsys):
+    assert main(["backfill", "--follow", "abcdefgh", "--missing"]) == 2
+    assert "--follow takes a backfill id only, not --missing; nothing was changed" in capsys.readouterr().err

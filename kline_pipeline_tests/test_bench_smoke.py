@@ -1,7 +1,8 @@
 """The benchmarks at tiny sizes, so they never rot (figures are not asserted; the output is).
 
 `bench/run_all.py --smoke` runs every benchmark script (ingest, rollups, checks, SQL plans,
-profile, live) on 3 days / 2 symbols against the local PostgreSQL and writes its Markdown
+profile, event writes, rollup sensor, live ticks) on 3 days and 1–5 symbols against the local
+PostgreSQL and writes its Markdown
 report to a temp file; the `dagster dev` benchmark (P1 and scale) takes minutes (the backfill
 daemon loops every 30 s), so here its code locations and GraphQL documents are checked instead
 of run. The real figures: `python bench/run_all.py` (docs/performance.md).
@@ -32,7 +33,7 @@ def smoke(tmp_path_factory) -> tuple[str, str]:
     admin_url = _admin_url(tmp_path_factory.mktemp("pg"))  # the local server, else the embedded one
     proc = subprocess.run(
         [sys.executable, str(BENCH / "run_all.py"), "--smoke", "--out", str(out)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "KLINE_TEST_PG_URL": admin_url},
+        capture_output=True, text=True, timeout=400, cwd=ROOT, env={**os.environ, "KLINE_TEST_PG_URL": admin_url},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout, out.read_text(encoding="utf-8")
@@ -44,12 +45,16 @@ def test_run_all_prints_the_table_with_figures(smoke):
     assert re.search(r"^machine: \d+ cores, ", stdout, re.M)
     for what in ("P2 ingest 1 symbol x 3 days", "P2 ingest peak RSS", "P3 refresh six rollups",
                  "P3 one day's refresh, 5x / 1x history", "P4 gap report over 3 days",
-                 "P4 one partition's no_missing_candles", "Live: one tick, 2 symbols",
-                 "Live: tick with +3 days stored"):
+                 "P4 one partition's no_missing_candles", "Events: one Dagster event write",
+                 "Sensor: rollup_refresh_sensor tick with nothing new, 1 symbols",
+                 "Sensor: rollup_refresh_sensor tick with nothing new, 5 symbols",
+                 "Sensor: tick after 92 new raw days, 5 symbols", "Live: 2 symbols, first tick",
+                 "Live: 2 symbols, steady tick", "Live: 2 symbols, oldest symbol's newest candle",
+                 "Live: steady tick of 2 symbols with +3 days stored / without"):
         line = next((ln for ln in stdout.splitlines() if ln.startswith(what)), None)
         assert line is not None, f"row {what!r} missing:\n{stdout}"
         assert re.search(NUMBER, line[len(what):]), line
-        assert "n/a (smoke size)" in line or " figure" in line
+        assert re.search(r" (n/a \(smoke size\)|figure|PASS|FAIL)$", line), line
     assert re.search(r"^total bench runtime: \d+ s$", stdout, re.M)
 
 
@@ -58,15 +63,19 @@ def test_report_has_table_machine_sizes_plans_and_every_output(smoke):
     assert "| what | figure | target | verdict | machine |" in md
     assert "- **Machine**: " in md and "- **Load average**" in md
     assert "P1 and scale: not run (--smoke)" in md
-    rows = [ln for ln in md.splitlines() if ln.startswith("| P") or ln.startswith("| Live")]
-    assert len(rows) == 9 and all(re.search(NUMBER, r.split("|")[2]) for r in rows), rows
+    rows = [ln for ln in md.splitlines() if ln.startswith(("| P", "| Live", "| Events", "| Sensor"))]
+    # P2 3, P3 2, P4 2, events 1, sensor 2 x 2 sizes, live 3 x 1 size + the history ratio
+    assert len(rows) == 16 and all(re.search(NUMBER, r.split("|")[2]) for r in rows), rows
     # SQL plans: the rollup refresh's nested statements and the gap-holes query, with the index named.
     assert "Index Cond" in md and "Buffers: shared" in md and "price_klines_pkey" in md
     assert re.search(r"used: rollup refresh (True|False)", md)
     # Every script's own table made it into the report.
     for header in (r"stage\s+rate limit\s+candles\s+stored\s+requests\s+seconds\s+candles/s\s+peak RSS MB",
                    r"history ratio 5x/1x\s+" + NUMBER, r"gap report over the whole range .*\s" + NUMBER,
-                   r"tick\s+requests\s+rows changed\s+wall ms", r"history ratio \(with / without\): " + NUMBER,
+                   r"tick\s+wall s\s+events\s+mats\s+checks\s+oldest newest candle \(min\)",
+                   r"history: 2 symbols, steady tick .* ratio " + NUMBER,
+                   r"symbols\s+partitions/asset\s+idle tick ms\s+92 new days: ms",
+                   r"storage\s+check evaluation\s+materialization\s+log line",
                    r"\d+ checks x 3 partitions = \d+ evaluations", r"SQL statements: \d+"):
         assert re.search(header, md), header
 

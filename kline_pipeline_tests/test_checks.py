@@ -202,8 +202,10 @@ def test_every_partition_of_a_range_run_has_its_own_current_result(instance, byb
 
 def test_rematerializing_a_day_makes_its_old_results_stale(instance, bybit, store, simulator, frozen_clock):
     run(instance, bybit, store, first="2025-01-02|BTCUSDT", last="2025-01-03|BTCUSDT")
-    # The raw asset alone, again, for one day: its checks run with it; the rollups' results are now
-    # older than... nothing (the rollups were not re-materialized), so they stay current.
+    # The raw asset alone, again, for one day, without its checks: Jan 3's earlier raw check results
+    # target a materialization that is no longer the latest, so Jan 3 has no current result (the
+    # Partitions tab shows it unevaluated, as Dagster intends). The rollups were not re-materialized:
+    # their results stay current.
     dg.materialize([price_klines_5m], instance=instance, partition_key="2025-01-03|BTCUSDT",
                    resources={"bybit": bybit, "kline_store": store}, selection=[price_klines_5m])
     assert current_results(instance, "no_missing_candles") == {"2025-01-02|BTCUSDT": "SUCCEEDED"}

@@ -12,6 +12,7 @@ import pytest
 
 from kline_pipeline.cli import build_parser, main
 from kline_pipeline.partitions import symbols_partitions
+from kline_pipeline.rollups import ROLLUPS
 
 
 @pytest.fixture
@@ -99,8 +100,8 @@ def test_a_fresh_dagster_home_gets_the_local_instance_template(dagster_home, dag
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
 
 
-ROLLUPS = ["price_klines_15m", "price_klines_30m", "price_klines_1h", "price_klines_4h", "price_klines_12h", "price_klines_1d"]
-TABLES = ["price_klines", *ROLLUPS, "price_kline_gaps", "price_kline_listings", "price_kline_live_state"]
+ROLLUP_TABLES = [rollup.table for rollup in ROLLUPS]
+TABLES = ["price_klines", *ROLLUP_TABLES, "price_kline_gaps", "price_kline_listings", "price_kline_live_state"]
 
 
 def rows_of(store, symbol: str) -> dict[str, int]:
@@ -129,9 +130,9 @@ def stored_symbols(dagster_home, kline_store, database_url, monkeypatch):
         client = BybitClient(base_url=sim.url, requests_per_second=1000.0)
         for symbol in ("BTCUSDT", "ETHUSDT"):
             ingest_days(bybit=client, store=kline_store, symbol=symbol, days=[date(2025, 1, 1), date(2025, 1, 2)], now=NOW)
-            for rollup in ROLLUPS:
+            for rollup in ROLLUP_TABLES:
                 kline_store.refresh_rollup(rollup=rollup, symbol=symbol, start=jan1, end=datetime(2025, 1, 3, tzinfo=timezone.utc))
-            kline_store.record_live_tick(symbol=symbol, at=NOW)
+        kline_store.record_live_ticks(at=NOW, errors={"BTCUSDT": None, "ETHUSDT": None})
     finally:
         sim.stop()
     assert main(["symbols", "add", "BTCUSDT", "ETHUSDT"]) == 0

@@ -28,7 +28,7 @@ from kline_pipeline.cli import main
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.schedules import live_refresh_job
 from kline_pipeline.store import KlineStore
-from kline_pipeline_tests.conftest import _admin_url, throwaway_database
+from kline_pipeline_tests.conftest import throwaway_database
 from kline_pipeline_tests.processes import ROOT, simulator_process, stop_group
 from kline_pipeline_tests.test_api import serve
 
@@ -65,15 +65,17 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def setup(tmp_path_factory: pytest.TempPathFactory, admin_url: str, dagster_storage_template: str) -> Iterator[Setup]:
     root = tmp_path_factory.mktemp("doctor")
     now = datetime.now(UTC)
     # From three hours ago on, the exchange has no ETHUSDT candles: a symbol that goes stale.
     outage = f"ETHUSDT:{now - timedelta(hours=3):%Y-%m-%dT%H:%MZ}/{now + timedelta(days=1):%Y-%m-%dT%H:%MZ}"
-    with throwaway_database(_admin_url(root), "kline_doctor") as url, \
+    with throwaway_database(admin_url, "kline_doctor") as url, \
+            throwaway_database(admin_url, "dagster_doctor", template=dagster_storage_template) as storage, \
             simulator_process(root / "simulator.log", "--outage", outage) as simulator_url, \
             pytest.MonkeyPatch.context() as patch:
         patch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+        patch.setenv("DAGSTER_PG_URL", storage)  # the daemon's and the CLI's Dagster storage
         patch.setenv("KLINE_DATABASE_URL", url)
         patch.setenv("BYBIT_BASE_URL", simulator_url)
         setup = Setup(root / "dagster_home", KlineStore(database_url=url), simulator_url, dict(os.environ))
@@ -172,7 +174,7 @@ def test_a_stopped_daemon_is_a_problem_once_its_heartbeats_are_late(setup, monke
     assert health.json()["problems"][0].startswith("daemon: last heartbeat of SENSOR, ")
 
 
-def test_where_no_daemon_ever_ran_and_nothing_was_added(tmp_path, monkeypatch, database_url, capsys):
+def test_where_no_daemon_ever_ran_and_nothing_was_added(tmp_path, monkeypatch, database_url, dagster_storage, capsys):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("KLINE_DATABASE_URL", database_url)
     assert main(["symbols", "list"]) == 0  # the instance exists, nothing else

@@ -90,7 +90,7 @@ def test_report_over_listing_outage_deleted_rows_and_today(clean, bybit, simulat
 
 
 @pytest.fixture
-def cli_env(monkeypatch, tmp_path, clean, database_url):
+def cli_env(monkeypatch, tmp_path, clean, database_url, dagster_storage):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("KLINE_DATABASE_URL", database_url)
     return clean

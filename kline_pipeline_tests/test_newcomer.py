@@ -25,6 +25,13 @@ from kline_pipeline_tests.test_backfills import dagster_env  # noqa: F401 (fixtu
 from kline_pipeline_tests.test_embedded import pgdata  # noqa: F401 (fixture)
 from kline_pipeline_tests.test_timescaledb_compat import JOBS
 
+
+@pytest.fixture(autouse=True)
+def _dagster_storage(dagster_storage: str) -> str:
+    """Every test here that opens an instance gets its own Dagster storage database (DAGSTER_PG_URL),
+    never the embedded server's default one."""
+    return dagster_storage
+
 CLI = [sys.executable, "-m", "kline_pipeline.cli"]
 
 

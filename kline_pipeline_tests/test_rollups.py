@@ -18,7 +18,6 @@ from kline_pipeline_tests.conftest import NOW
 
 UTC = timezone.utc
 JAN1 = datetime(2025, 1, 1, tzinfo=UTC)
-SIM_INTERVAL = {"15m": "15", "30m": "30", "1h": "60", "4h": "240", "12h": "720", "1d": "D"}
 COLUMNS = "symbol, bucket, open, high, low, close, volume, turnover, candle_count"
 
 
@@ -62,6 +61,19 @@ def empty_rollups(kline_store):
     return kline_store  # emptied by the conftest fixture
 
 
+def test_one_registry_names_the_six_rollups_and_the_sql_registries_agree_with_it(empty_rollups):
+    """ROLLUPS is the one list: its names are the stable ones users query, and the registries the
+    migrations seed in SQL (buckets, refresh policies) hold exactly its tables, strides and lookbacks."""
+    assert [r.table for r in ROLLUPS] == ["price_klines_15m", "price_klines_30m", "price_klines_1h",
+                                          "price_klines_4h", "price_klines_12h", "price_klines_1d"]
+    assert [a.key.to_user_string() for a in rollup_assets] == [r.table for r in ROLLUPS]
+    with empty_rollups.engine().connect() as conn:
+        registry = conn.exec_driver_sql("SELECT name, stride, full_count FROM price_kline_rollups ORDER BY stride").all()
+        jobs = conn.exec_driver_sql("SELECT name, refresh_lookback FROM price_kline_refresh_jobs ORDER BY job_id").all()
+    assert [tuple(row) for row in registry] == [(r.table, r.stride, r.full_count) for r in ROLLUPS]
+    assert [tuple(row) for row in jobs] == [(r.table, timedelta(minutes=r.lookback_minutes)) for r in ROLLUPS]
+
+
 def test_rollups_equal_a_pandas_resample_oracle_on_data_with_holes(empty_rollups):
     store = empty_rollups
     candles = random_candles(random.Random(7), JAN1, 2)
@@ -98,7 +110,7 @@ def test_rollups_equal_the_exchanges_own_candles(empty_rollups, bybit, simulator
     ingest_days(bybit=bybit, store=store, symbol="BTCUSDT", days=days, now=NOW)
     refresh_all(store, "BTCUSDT", JAN1, JAN1 + timedelta(days=3))
     for rollup in ROLLUPS:
-        native = simulator.candles("BTCUSDT", to_ms(JAN1), to_ms(JAN1 + timedelta(days=3)), SIM_INTERVAL[rollup.timeframe])
+        native = simulator.candles("BTCUSDT", to_ms(JAN1), to_ms(JAN1 + timedelta(days=3)), rollup.bybit_interval)
         got = [(to_ms(r[1]), *(str(x) for x in r[2:8])) for r in table(store, rollup, "BTCUSDT")]
         assert got == [(int(n[0]), *n[1:7]) for n in native], rollup.table
         assert {r[-1] for r in table(store, rollup, "BTCUSDT")} == {rollup.full_count}

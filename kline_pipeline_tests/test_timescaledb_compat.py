@@ -150,9 +150,28 @@ def test_open_bounds_and_the_policy_procedure_refresh_what_is_stored(kline_store
     rows(kline_store, "DELETE FROM price_klines_1h")
     rows(kline_store, "CALL refresh_continuous_aggregate('price_klines_1h', NULL, NULL)")
     assert rows(kline_store, "SELECT * FROM price_klines_1h ORDER BY bucket") == exact and len(exact) == 48
-    # The policy refreshes back from the database's now(): far after these candles, so nothing changes.
-    rows(kline_store, "CALL policy_refresh_continuous_aggregate(1002)")
-    assert rows(kline_store, "SELECT * FROM price_klines_1h ORDER BY bucket") == exact
+
+
+def test_the_policy_procedure_refreshes_its_lookback_back_from_the_databases_now(kline_store):
+    """Job 1002 (price_klines_1h) recomputes the hours within its lookback back from now(), and only
+    those: candles of the last 8 hours are stored with no rollup, then the policy is called."""
+    with kline_store.engine().begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO price_klines (symbol, timeframe, timestamp, open, high, low, close, volume, turnover) "
+            "SELECT 'POLUSDT', '5m', t, 1, 2, 0.5, 1.5, 10, 15 FROM generate_series("
+            "date_bin('5 minutes', now() - interval '8 hours', 'epoch'), now() - interval '5 minutes', "
+            "interval '5 minutes') AS t")
+    with kline_store.engine().begin() as conn:  # one transaction: now() is the CALL's now()
+        conn.exec_driver_sql("CALL policy_refresh_continuous_aggregate(1002)")
+        now = conn.exec_driver_sql("SELECT now()").scalar()
+        newest = conn.exec_driver_sql("SELECT max(timestamp) FROM price_klines WHERE symbol = 'POLUSDT'").scalar()
+        buckets = [r[0] for r in conn.exec_driver_sql(
+            "SELECT bucket FROM price_klines_1h WHERE symbol = 'POLUSDT' ORDER BY bucket")]
+    lookback = timedelta(minutes=DEFAULT_LOOKBACK_MINUTES["1h"])
+    first = (now - lookback).replace(minute=0, second=0, microsecond=0)
+    last = newest.replace(minute=0, second=0, microsecond=0)  # the hour of the newest stored candle
+    expected = [first + timedelta(hours=h) for h in range(int((last - first) / timedelta(hours=1)) + 1)]
+    assert buckets == expected and len(expected) >= 2  # older hours hold candles too, but are not refreshed
 
 
 def test_where_timescaledb_is_installed_none_of_it_is_created(fresh_store):

@@ -19,10 +19,10 @@ import requests
 
 from kline_pipeline.cli import _default_dagster_home
 from kline_pipeline.partitions import symbols_partitions
+from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline_tests.processes import graphql, kline_dev, launch_backfill, simulator_process, wait_until
 
-ASSETS = ["price_klines_5m", "price_klines_15m", "price_klines_30m", "price_klines_1h", "price_klines_4h",
-          "price_klines_12h", "price_klines_1d"]
+ASSETS = ["price_klines_5m", *(rollup.table for rollup in ROLLUPS)]
 CANCEL = """mutation($id: String!) { cancelPartitionBackfill(backfillId: $id) {
   __typename ... on PythonError { message } } }"""
 # The shared BACKFILL_STATUS query with the times this test compares with the cancel.
@@ -51,7 +51,8 @@ def running_for(ui: str, backfill_id: str, seconds: float) -> bool:
                for r in backfill(ui, backfill_id)["runs"])
 
 
-def test_a_canceled_backfill_stops_at_once_with_whole_days(tmp_path, monkeypatch, kline_store, database_url, ledger):
+def test_a_canceled_backfill_stops_at_once_with_whole_days(tmp_path, monkeypatch, kline_store, database_url, dagster_storage,
+                                                           ledger):
     with simulator_process(tmp_path / "sim.log", "--fail-every", "1", "--fail-kinds", "slow:1") as sim_url:
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
         monkeypatch.setenv("KLINE_DATABASE_URL", database_url)

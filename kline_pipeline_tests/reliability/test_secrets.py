@@ -20,6 +20,13 @@ from kline_pipeline.store import KlineStore
 from kline_pipeline_tests.test_api import serve
 from kline_pipeline_tests.test_backfills import dagster_env  # noqa: F401 (fixture)
 
+
+@pytest.fixture(autouse=True)
+def _dagster_storage(dagster_storage: str) -> str:
+    """Every test here that opens an instance gets its own Dagster storage database (DAGSTER_PG_URL),
+    never the embedded server's default one."""
+    return dagster_storage
+
 PASSWORD = "Sup3rSecretPw"
 
 
