@@ -62,9 +62,9 @@ class IncompleteRange(Exception):
         spans = [s for s in report.spans if s.cause == "missing"]
         shown = ", ".join(f"{s.start:%Y-%m-%d %H:%M}..{s.end:%Y-%m-%d %H:%M}" for s in spans[:5])
         more = f" and {len(spans) - 5} more spans" if len(spans) > 5 else ""
-        days = missing_days(report)
+        days = missing_days(report)  # what `backfill --missing` launches: only these days
         fill = (f"kline-pipeline backfill --symbol {report.symbol} --start {days[0]}T00:00:00Z "
-                f"--end {days[-1] + timedelta(days=1)}T00:00:00Z --wait")
+                f"--end {days[-1] + timedelta(days=1)}T00:00:00Z --missing --wait")
         super().__init__(
             f"{report.symbol}: {report.missing} candle(s) missing without an explanation in "
             f"{report.start:%Y-%m-%d %H:%M} .. {report.end:%Y-%m-%d %H:%M} UTC ({shown}{more}); nothing was written. "

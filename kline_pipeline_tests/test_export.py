@@ -121,7 +121,7 @@ def test_a_range_with_missing_candles_is_refused_and_nothing_is_written(three_da
     assert export(tmp_path, "btc.parquet", "5m") == 1
     err = capsys.readouterr().err
     assert "6 candle(s) missing" in err and "2025-01-02 03:00..2025-01-02 03:30" in err and "--allow-missing" in err
-    assert "kline-pipeline backfill --symbol BTCUSDT --start 2025-01-02T00:00:00Z --end 2025-01-03T00:00:00Z" in err
+    assert "kline-pipeline backfill --symbol BTCUSDT --start 2025-01-02T00:00:00Z --end 2025-01-03T00:00:00Z --missing --wait" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
     assert export(tmp_path, "btc.parquet", "5m", "--allow-missing") == 0
     manifest = json.loads((tmp_path / "btc.parquet.manifest.json").read_text())
