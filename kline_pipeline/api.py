@@ -6,6 +6,8 @@
     GET    /api/backfill?type=status&id=…                   -> a backfill's status and per-partition progress
     DELETE /api/backfill?id=…               -> 202, the backfill canceled (`kline-pipeline backfill --cancel`)
     GET    /api/health                      -> `kline-pipeline doctor --json` (200 healthy, else 503)
+    GET    /api/klines?symbol=…&timeframe=…&start=…&end=…  -> stored candles + completeness
+                                            (JSON, or CSV with Accept: text/csv; see `kline_pipeline.api_klines`)
 
 Served by `kline-pipeline serve-api` (and by `kline-pipeline dev` on port 3000). It talks to the
 Dagster instance directly (DAGSTER_HOME, resolved like every `kline-pipeline` command), not to
@@ -41,6 +43,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kline_pipeline import clock
+from kline_pipeline.api_klines import klines_endpoint
 from kline_pipeline.backfills import (
     RequestError,
     backfill_status,
@@ -144,19 +147,21 @@ def create_app(
 
     def gaps(params: dict[str, str]) -> JSONResponse:
         from kline_pipeline.gaps import gap_report
+        from kline_pipeline.repair import gaps_json
 
         # No exchange check here: a report reads only the candle store, like `kline-pipeline gaps`.
         try:
             symbol, start, end = validate_request(
                 params.get("symbol"), params.get("start"), params.get("end"), now=utcnow(), max_days=limit)
             report = gap_report(kline_store, symbol=symbol, start=start, end=end, now=utcnow())
+            doc = gaps_json(kline_store, report)  # the same JSON as `kline-pipeline gaps --json`
         except RequestError as exc:
             return _error(400, str(exc), exc.field)
         except ConnectionError as exc:
             return _error(503, str(exc))
         except ValueError as exc:  # KLINE_DATABASE_URL itself is wrong: the server's fault, not the caller's
             return _error(503, f"the candle database is not configured correctly: {exc}")
-        return AsciiJSONResponse(report.to_json())
+        return AsciiJSONResponse(doc)
 
     def status(params: dict[str, str]) -> JSONResponse:
         try:
@@ -238,8 +243,8 @@ def create_app(
         return JSONResponse(report.to_json(), status_code=200 if report.exit_code == 0 else 503)
 
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # 404, 405 as JSON too
-        return _error(exc.status_code, f"{exc.detail}: the API has POST, GET and DELETE /api/backfill and "
-                      "GET /api/health only")
+        return _error(exc.status_code, f"{exc.detail}: the API has POST, GET and DELETE /api/backfill, "
+                      "GET /api/klines and GET /api/health only")
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         # A bug, not the caller's fault: say so without a traceback (the server log has it), and
@@ -252,7 +257,9 @@ def create_app(
         routes=[Route("/api/backfill", post_backfill, methods=["POST"]),
                 Route("/api/backfill", get_backfill, methods=["GET"]),
                 Route("/api/backfill", delete_backfill, methods=["DELETE"]),
-                Route("/api/health", get_health, methods=["GET"])],
+                Route("/api/health", get_health, methods=["GET"]),
+                Route("/api/klines", klines_endpoint(kline_store, max_days=limit, utcnow=utcnow, error=_error),
+                      methods=["GET"])],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
     )
 

@@ -85,6 +85,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     from kline_pipeline import clock
     from kline_pipeline.backfills import RequestError, max_days_from_env, validate_request
     from kline_pipeline.gaps import CAUSES, gap_report
+    from kline_pipeline.repair import gaps_json
     from kline_pipeline.store import KlineStore
 
     _default_dagster_home()  # the embedded database lives under it
@@ -97,7 +98,9 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     try:
-        report = gap_report(KlineStore(), symbol=symbol, start=start, end=end, now=clock.utcnow())
+        store = KlineStore()
+        report = gap_report(store, symbol=symbol, start=start, end=end, now=clock.utcnow())
+        doc = gaps_json(store, report)  # with the outage repair history of its days
     except (ValueError, ConnectionError) as exc:  # KLINE_DATABASE_URL wrong or unreachable
         return _fail(str(exc))
     if not report.present and not _is_added(args.symbol):
@@ -107,13 +110,17 @@ def cmd_gaps(args: argparse.Namespace) -> int:
               "shows the added ones)", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        print(json.dumps(doc, indent=2))
     else:
         print(f"{report.symbol} {report.start:%Y-%m-%d %H:%M} .. {report.end:%Y-%m-%d %H:%M} UTC: "
               f"{report.present} of {report.expected} expected candles stored")
         for span in report.spans:
             print(f"  {span.start:%Y-%m-%d %H:%M} .. {span.end:%Y-%m-%d %H:%M}  {span.candles:>6} candles  {span.cause}")
         print("totals: " + ", ".join(f"{cause} {report.totals[cause]}" for cause in CAUSES))
+        for attempt in doc["repairs"]:  # type: ignore[union-attr]
+            print(f"  outage repair {attempt['attempted_at'][:16].replace('T', ' ')} of {attempt['day']}: "
+                  f"{attempt['recovered']} of {attempt['outage_before']} outage candles recovered, "
+                  f"{attempt['still_out']} still out")
     return 1 if report.missing else 0
 
 
@@ -228,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kline_pipeline.cli_local import add_local_commands
 
     add_local_commands(sub)  # dev, doctor, db
+    from kline_pipeline.export_cli import add_export_command
+
+    add_export_command(sub)
 
     symbols = sub.add_parser(
         "symbols", help="add, list or remove symbol partitions",

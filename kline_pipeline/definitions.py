@@ -8,6 +8,7 @@ from kline_pipeline.bybit import BybitClient
 from kline_pipeline.checks import raw_checks, rollup_checks
 from kline_pipeline.freshness import candles_fresh_sensor
 from kline_pipeline.rollups import rollup_assets
+from kline_pipeline.repair_job import outage_repair, outage_repair_job
 from kline_pipeline.schedules import live_refresh, live_refresh_job
 from kline_pipeline.sensors import rollup_refresh_sensor
 from kline_pipeline.store import KlineStore
@@ -22,8 +23,8 @@ defs = dg.Definitions(
     assets=[price_klines_5m, *rollup_assets],
     asset_checks=[raw_checks, rollup_checks],
     sensors=[rollup_refresh_sensor, candles_fresh_sensor],
-    schedules=[live_refresh],
-    jobs=[live_refresh_job],
+    schedules=[live_refresh, outage_repair],
+    jobs=[live_refresh_job, outage_repair_job],
     resources={"bybit": BybitClient(), "kline_store": KlineStore()},
     # Every step is short and waits on the network or PostgreSQL; a run of up to a quarter is the raw
     # asset, six rollups and two check steps. Spawning a process per step (the multiprocess

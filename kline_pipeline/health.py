@@ -45,6 +45,8 @@ class Automation:
     """A running instigator without a tick for this long is stuck (sensor: 30 s loop; schedule: 5 min)."""
 
 
+REPAIR_WINDOW = timedelta(days=7)
+"""How far back the doctor reports outage repairs (the last scheduled re-fetch is 7 days after an outage)."""
 AUTOMATIONS = (Automation("rollup_refresh_sensor", "SENSOR", timedelta(minutes=10)),
                Automation("candles_fresh_sensor", "SENSOR", timedelta(minutes=10)),
                Automation("live_refresh", "SCHEDULE", timedelta(minutes=15)))
@@ -210,6 +212,26 @@ def symbols(instance: dg.DagsterInstance, store: KlineStore, now: datetime) -> I
     for symbol, first, newest in store.query("health_symbols.sql", {"symbols": names}):
         yield from _guarded(f"candles {symbol}", lambda: _symbol(store, symbol, first, newest, now,
                                                                  candles_fresh(facts, keys[symbol])))
+        yield from _guarded(f"repairs {symbol}", lambda: repairs(store, symbol, first, now))
+
+
+def repairs(store: KlineStore, symbol: str, first: datetime | None, now: datetime) -> Iterator[Finding]:
+    """The outage repair history of the last REPAIR_WINDOW (only for a symbol that has one)."""
+    from kline_pipeline.repair import repair_history
+
+    if first is None:
+        return
+    since = now - REPAIR_WINDOW
+    attempts = repair_history(store, symbol=symbol, start=first, end=now + timedelta(days=1), since=since)
+    if not attempts:
+        return
+    latest = {a.day: a for a in attempts}  # each day's latest attempt says what is still out
+    recovered, still_out = sum(a.recovered for a in attempts), sum(a.still_out for a in latest.values())
+    yield Finding("repairs", symbol, OK, f"last {REPAIR_WINDOW.days} days: {len(attempts)} outage re-fetch(es) of "
+                  f"{len(latest)} day(s), {recovered} candle(s) recovered, {still_out} still out (the exchange has "
+                  f"none); last {attempts[-1].attempted_at:%Y-%m-%d %H:%M}", {
+                      "attempts": len(attempts), "recovered": recovered, "still_out": still_out,
+                      "history": [a.to_json() for a in attempts[-20:]]})
 
 
 def _symbol(store: KlineStore, symbol: str, first: datetime | None, newest: datetime | None, now: datetime,

@@ -17,25 +17,34 @@ Rules:
   raw days — UI, API, CLI, schedule, a single Materialize, a failed run — is covered alike.
 - Requests are one run per symbol and contiguous range of up to PARTITIONS_PER_RUN days (the
   rollups' backfill layout), each refreshing only the rollups that are stale there.
+- Hand corrections (UPDATE/DELETE/INSERT on price_klines by SQL, outside the pipeline) are
+  recorded per (symbol, day) by a statement-level trigger; each tick takes them
+  (`kline_pipeline.hand_changes`) and requests all six rollups of exactly those days.
 """
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
+import sqlalchemy as sa
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from kline_pipeline import clock
 from kline_pipeline.assets import PARTITIONS_PER_RUN, price_klines_5m
-from kline_pipeline.partitions import contiguous_runs, partition_key, split_partition_key
+from kline_pipeline.hand_changes import new_claim, partitions_to_refresh, take_hand_changes
+from kline_pipeline.partitions import contiguous_runs, partition_key, split_partition_key, symbols_partitions
 from kline_pipeline.rollups import rollup_assets
+from kline_pipeline.store import KlineStore, redact_url
 
 RAW = price_klines_5m.key
 ROLLUP_KEYS = tuple(asset.key for asset in rollup_assets)
 PAGE = 5000
 """Raw materializations judged per tick at most (a backlog is worked off over several ticks)."""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,8 @@ class RollupCursor:
     """Every raw materialization with a storage id up to this one has been read."""
     waiting: tuple[str, ...] = field(default_factory=tuple)
     """Runs that had materialized raw days but had not ended; judged when they end."""
+    claim: str | None = None
+    """The claim token of the hand-changed pairs this tick took (forgotten by the next tick)."""
 
     @classmethod
     def parse(cls, text: str | None) -> "RollupCursor":
@@ -54,12 +65,14 @@ class RollupCursor:
         log: every raw materialization is judged once, and only stale rollups are requested."""
         try:
             data = json.loads(text or "{}")
-            return cls(after=int(data["after"]), waiting=tuple(str(r) for r in data.get("waiting", ())))
-        except (ValueError, TypeError, KeyError):
+            claim = data.get("claim")
+            return cls(after=int(data["after"]), waiting=tuple(str(r) for r in data.get("waiting", ())),
+                       claim=str(claim) if claim else None)
+        except (ValueError, TypeError, KeyError, AttributeError):
             return cls()
 
     def dumps(self) -> str:
-        return json.dumps({"after": self.after, "waiting": sorted(self.waiting)})
+        return json.dumps({"after": self.after, "waiting": sorted(self.waiting), "claim": self.claim})
 
 
 def _raw_records_of_runs(instance: dg.DagsterInstance, run_ids: Iterable[str]) -> list[dg.EventLogRecord]:
@@ -82,9 +95,10 @@ def stale_rollups(instance: dg.DagsterInstance, raw_ids: dict[str, int]) -> dict
     return {partition: frozenset(keys) for partition, keys in stale.items()}
 
 
-def run_requests(stale: dict[str, frozenset[dg.AssetKey]], *, unique: int) -> list[dg.RunRequest]:
+def run_requests(stale: dict[str, frozenset[dg.AssetKey]], *, unique: int | str) -> list[dg.RunRequest]:
     """One run per symbol, set of stale rollups and contiguous range of up to PARTITIONS_PER_RUN days.
-    `unique` (the cursor's storage id) makes the run keys differ from any earlier tick's."""
+    `unique` (the cursor's storage id, and the tick's claim when it took hand changes) makes the
+    run keys differ from any earlier tick's."""
     grouped: dict[tuple[str, frozenset[dg.AssetKey]], list] = defaultdict(list)
     for key, assets in stale.items():
         try:
@@ -107,8 +121,10 @@ def run_requests(stale: dict[str, frozenset[dg.AssetKey]], *, unique: int) -> li
     return requests
 
 
-def evaluate_tick(instance: dg.DagsterInstance, cursor: RollupCursor) -> tuple[list[dg.RunRequest], RollupCursor]:
-    """One tick: the run requests for raw changes since `cursor`, and the new cursor."""
+def evaluate_tick(instance: dg.DagsterInstance, cursor: RollupCursor,
+                  store: KlineStore | None = None) -> tuple[list[dg.RunRequest], RollupCursor]:
+    """One tick: the run requests for raw changes since `cursor` (and, given the candle `store`,
+    for the hand-changed days it records), and the new cursor."""
     page = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=RAW, after_storage_id=cursor.after), limit=PAGE, ascending=True).records
     run_ids = {r.run_id for r in page if r.run_id} | set(cursor.waiting)
@@ -125,7 +141,24 @@ def evaluate_tick(instance: dg.DagsterInstance, cursor: RollupCursor) -> tuple[l
         if record.partition_key:
             raw_ids[record.partition_key] = max(raw_ids.get(record.partition_key, 0), record.storage_id)
     stale = stale_rollups(instance, raw_ids) if raw_ids else {}
-    return run_requests(stale, unique=after), RollupCursor(after=after, waiting=tuple(sorted(waiting)))
+    claim, unique = cursor.claim, str(after)
+    if store is not None:
+        claim = new_claim()
+        try:
+            pairs = take_hand_changes(store, done_claim=cursor.claim, claim=claim)
+        except (ConnectionError, sa.exc.OperationalError) as exc:
+            # The candle database is away: the raw materializations still get their rollups; the
+            # hand-changed pairs stay recorded (nothing was taken) for a later tick.
+            log.warning("hand-changed days not read this tick: %s", redact_url(str(exc).splitlines()[0]))
+            return (run_requests(stale, unique=unique),
+                    RollupCursor(after=after, waiting=tuple(sorted(waiting)), claim=cursor.claim))
+        registered = instance.get_dynamic_partitions(symbols_partitions.name)
+        for key in partitions_to_refresh(pairs, registered=registered, today=clock.utcnow().date()):
+            stale[key] = frozenset(ROLLUP_KEYS)  # a hand change can touch any rollup of the day
+        unique = f"{after}:{claim}" if pairs else unique
+        claim = claim if pairs else None
+    return (run_requests(stale, unique=unique),
+            RollupCursor(after=after, waiting=tuple(sorted(waiting)), claim=claim))
 
 
 @dg.sensor(
@@ -133,11 +166,12 @@ def evaluate_tick(instance: dg.DagsterInstance, cursor: RollupCursor) -> tuple[l
     target=dg.AssetSelection.assets(*ROLLUP_KEYS),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
-    description="Refreshes the rollups of every price_klines_5m partition that was materialised, however old: "
-    "reads new raw materializations from a cursor and requests one run per symbol and range.",
+    description="Refreshes the rollups of every price_klines_5m partition that was materialised, however old, "
+    "and of every day whose candles were changed by hand (SQL on price_klines): reads new raw materializations "
+    "from a cursor and the hand-changed days from price_kline_hand_changes, and requests one run per symbol and range.",
 )
-def rollup_refresh_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    requests, cursor = evaluate_tick(context.instance, RollupCursor.parse(context.cursor))
+def rollup_refresh_sensor(context: dg.SensorEvaluationContext, kline_store: KlineStore) -> dg.SensorResult:
+    requests, cursor = evaluate_tick(context.instance, RollupCursor.parse(context.cursor), kline_store)
     return dg.SensorResult(run_requests=requests, cursor=cursor.dumps())
 
 

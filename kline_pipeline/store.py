@@ -189,7 +189,19 @@ class DayWriter:
         self._conn = dbapi_conn
         with self._conn.cursor() as cur:
             cur.execute(sql_text("stage_klines.sql"))
+            # Set once per connection, not per day: the hand-change trigger returns at once for
+            # the ingest's statements (their changes reach the rollups through Dagster).
+            cur.execute(sql_text("pipeline_write_begin.sql"), {"is_local": False})
         self._conn.commit()
+
+    def close(self) -> None:
+        """Undo the connection's pipeline-write setting before it returns to the pool."""
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(sql_text("pipeline_write_end.sql"))
+            self._conn.commit()
+        except psycopg2.Error:
+            self._rollback_quietly()  # a broken connection is discarded by the pool anyway
 
     def write_day(
         self, *, symbol: str, start: datetime, end: datetime, candles: Sequence[Candle],
@@ -283,7 +295,11 @@ class KlineStore(dg.ConfigurableResource):
         """A DayWriter on one pooled connection (returned to the pool afterwards)."""
         raw = self.engine().raw_connection()
         try:
-            yield DayWriter(raw.driver_connection)
+            writer = DayWriter(raw.driver_connection)
+            try:
+                yield writer
+            finally:
+                writer.close()
         finally:
             raw.close()
 
@@ -370,6 +386,8 @@ class KlineStore(dg.ConfigurableResource):
         """Delete every row of `symbol` (candles, rollups, outages, listing, live state) in one transaction;
         rows deleted per table. Repeating it deletes nothing more."""
         with self.engine().begin() as conn:
+            # Not a hand correction: nothing is left to refresh for a purged symbol.
+            conn.exec_driver_sql(sql_text("pipeline_write_begin.sql"), {"is_local": True})
             return {table: count for table, count in conn.exec_driver_sql(sql_text("purge_symbol.sql"), {"symbol": symbol})}
 
     def summary(self, *, symbol: str, start: datetime, end: datetime) -> StoredSummary:

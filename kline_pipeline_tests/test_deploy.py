@@ -299,6 +299,9 @@ def test_dockerfile_builds_the_package_wheel_and_installs_it(tmp_path):
     assert "kline_pipeline/sql/schema_001_price_klines.sql" in names
     assert "kline_pipeline/simulator/server.py" in names and "kline_pipeline/simulator/__init__.py" in names
     assert "kline_pipeline/instance/local.yaml" in names  # `kline-pipeline dev` needs it installed
+    # Every module of the package, subpackages included (kline_pipeline.checks was once left out).
+    modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "kline_pipeline").rglob("*.py")}
+    assert modules - names == set()
 
     # The runtime stage copies that directory and installs that wheel (with the k8s extra) by path.
     runtime = "\n".join(args for op, args in instructions[len(build_stage):])

@@ -35,22 +35,25 @@ def materialize(instance, resources, assets, first: str, last: str) -> None:
                    tags={RANGE["start"]: first, RANGE["end"]: last})
 
 
-def tick(instance, cursor: RollupCursor) -> tuple[list[dg.RunRequest], RollupCursor]:
+def tick(instance, cursor: RollupCursor, store) -> tuple[list[dg.RunRequest], RollupCursor]:
     """One tick of the real sensor definition, as the daemon calls it."""
-    result = rollup_refresh_sensor(dg.build_sensor_context(instance=instance, cursor=cursor.dumps()))
+    # As a context manager: its resources are released now, not whenever the garbage collector
+    # finalizes them (which reset Dagster's context-local state under a later test).
+    with dg.build_sensor_context(instance=instance, cursor=cursor.dumps(), resources={"kline_store": store}) as context:
+        result = rollup_refresh_sensor(context)
     return list(result.run_requests or []), RollupCursor.parse(result.cursor)
 
 
 def test_raw_updates_request_exactly_their_rollup_days_per_symbol_and_range(instance, bybit, kline_store, simulator,
                                                                             frozen_clock):
     resources = {"bybit": bybit, "kline_store": kline_store}
-    requests, cursor = tick(instance, RollupCursor())
+    requests, cursor = tick(instance, RollupCursor(), kline_store)
     assert requests == [] and cursor.after == 0
     for symbol in ("BTCUSDT", "ETHUSDT"):  # the raw asset alone, 30 days, two symbols
         materialize(instance, resources, [price_klines_5m], f"2025-01-01|{symbol}", f"2025-01-30|{symbol}")
     # One day materialized together with its rollups: nothing more to do for it.
     materialize(instance, resources, [price_klines_5m, *rollup_assets], "2025-02-10|BTCUSDT", "2025-02-10|BTCUSDT")
-    requests, cursor = tick(instance, cursor)
+    requests, cursor = tick(instance, cursor, kline_store)
     assert requested_partitions(requests) == [("2025-01-01|BTCUSDT", "2025-01-30|BTCUSDT"),
                                               ("2025-01-01|ETHUSDT", "2025-01-30|ETHUSDT")]
     assert all(sorted(r.asset_selection, key=str) == sorted(ROLLUP_KEYS, key=str) for r in requests)
@@ -58,11 +61,11 @@ def test_raw_updates_request_exactly_their_rollup_days_per_symbol_and_range(inst
     # The requested runs refresh the rollups; then nothing is stale and nothing is requested.
     for request in requests:
         materialize(instance, resources, rollup_assets, request.tags[RANGE["start"]], request.tags[RANGE["end"]])
-    again, cursor = tick(instance, cursor)
+    again, cursor = tick(instance, cursor, kline_store)
     assert again == []
     # Only the rollups older than the raw day are refreshed: re-materialize one raw day alone.
     materialize(instance, resources, [price_klines_5m], "2025-01-15|ETHUSDT", "2025-01-15|ETHUSDT")
-    one, _ = tick(instance, cursor)
+    one, _ = tick(instance, cursor, kline_store)
     assert requested_partitions(one) == [("2025-01-15|ETHUSDT", "2025-01-15|ETHUSDT")]
 
 
@@ -98,7 +101,8 @@ def test_a_foreign_cursor_starts_from_the_beginning(instance, bybit, kline_store
     materialize(instance, {"bybit": bybit, "kline_store": kline_store}, [price_klines_5m], "2025-01-01|BTCUSDT",
                 "2025-01-02|BTCUSDT")
     legacy = "0eJzLSM3JyVcozy/KSQEAGgQEXQ=="  # not ours: base64 of compressed serdes, as Dagster stores
-    result = rollup_refresh_sensor(dg.build_sensor_context(instance=instance, cursor=legacy))
+    with dg.build_sensor_context(instance=instance, cursor=legacy, resources={"kline_store": kline_store}) as context:
+        result = rollup_refresh_sensor(context)
     assert requested_partitions(result.run_requests) == [("2025-01-01|BTCUSDT", "2025-01-02|BTCUSDT")]
     assert RollupCursor.parse(result.cursor).after > 0
 

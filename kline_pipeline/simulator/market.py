@@ -157,33 +157,36 @@ class MarketModel:
         for key, delivery_ms in (delistings or {}).items():
             self.delist(key, delivery_ms)
         self._outages: dict[str, tuple[tuple[int, int], ...]] = {}
+        self._healing: dict[str, tuple[tuple[int, int, int], ...]] = {}
+        """Outages the exchange fills later: (start, end, heals_at) per symbol."""
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ outages
-    def add_outage(self, symbol: str, start_ms: int, end_ms: int) -> None:
-        """Remove every 5m candle of ``symbol`` whose open time is in ``[start_ms, end_ms)``."""
+    def add_outage(self, symbol: str, start_ms: int, end_ms: int, heals_at_ms: int | None = None) -> None:
+        """Remove every 5m candle of ``symbol`` whose open time is in ``[start_ms, end_ms)``; with
+        ``heals_at_ms``, only until then: from that (simulator) time on the exchange serves them
+        (it filled the outage later)."""
         if symbol not in self.instruments:
             raise ValueError(f"unknown symbol for outage: {symbol!r}")
         if start_ms >= end_ms:
             raise ValueError(f"outage start {start_ms} must be before end {end_ms}")
         with self._lock:
-            spans = sorted([*self._outages.get(symbol, ()), (int(start_ms), int(end_ms))])
-            merged: list[tuple[int, int]] = []
-            for s, e in spans:  # merge so _present_runs can walk them in one pass
-                if merged and s <= merged[-1][1]:
-                    merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-                else:
-                    merged.append((s, e))
-            self._outages[symbol] = tuple(merged)
+            if heals_at_ms is not None:
+                self._healing[symbol] = (*self._healing.get(symbol, ()), (int(start_ms), int(end_ms), int(heals_at_ms)))
+                return
+            self._outages[symbol] = _merged([*self._outages.get(symbol, ()), (int(start_ms), int(end_ms))])
 
     def clear_outages(self, symbol: str) -> None:
         """Forget the outages of ``symbol``: the exchange now serves those candles (late data)."""
         with self._lock:
             self._outages.pop(symbol, None)
+            self._healing.pop(symbol, None)
 
-    def outages(self, symbol: str) -> tuple[tuple[int, int], ...]:
-        """Merged outage spans of ``symbol``, sorted."""
-        return self._outages.get(symbol, ())
+    def outages(self, symbol: str, at_ms: int | None = None) -> tuple[tuple[int, int], ...]:
+        """Merged outage spans of ``symbol`` at simulator time ``at_ms``, sorted (``None``: healing
+        outages count as not healed yet)."""
+        healing = [(s, e) for s, e, heal in self._healing.get(symbol, ()) if at_ms is None or at_ms < heal]
+        return _merged([*self._outages.get(symbol, ()), *healing]) if healing else self._outages.get(symbol, ())
 
     def add_instrument(self, key: str, launch_ms: int) -> None:
         """List ``key`` ("SYMBOL" or "category:SYMBOL") from ``launch_ms`` on (a test's extra market)."""
@@ -238,11 +241,11 @@ class MarketModel:
         """Open time of the first 5m candle: the one containing the launch time."""
         return align_down(self.instruments[symbol], FIVE_MIN_MS)
 
-    def _present_runs(self, symbol: str, lo5: int, hi5: int) -> list[tuple[int, int]]:
-        """Maximal runs ``(a, b)`` (inclusive, 5m-aligned) of present candle opens in ``[lo5, hi5]``."""
+    def _present_runs(self, symbol: str, lo5: int, hi5: int, at_ms: int | None = None) -> list[tuple[int, int]]:
+        """Maximal runs ``(a, b)`` (inclusive, 5m-aligned) of present candle opens in ``[lo5, hi5]`` at ``at_ms``."""
         runs: list[tuple[int, int]] = []
         cur = lo5
-        for s, e in self.outages(symbol):
+        for s, e in self.outages(symbol, at_ms):
             first_absent, last_absent = align_up(s, FIVE_MIN_MS), align_down(e - 1, FIVE_MIN_MS)
             if first_absent > last_absent or last_absent < cur:
                 continue  # too short to hide a candle, or already behind us
@@ -326,7 +329,7 @@ class MarketModel:
             hi5 = min(hi5, last_open)  # nothing trades after the delisting
         if lo5 > hi5:
             return []
-        runs = self._present_runs(symbol, lo5, hi5)
+        runs = self._present_runs(symbol, lo5, hi5, now_ms)
         buckets = _pick_buckets(runs, step, limit, newest)
         if not buckets:
             return []
@@ -370,6 +373,17 @@ class MarketModel:
         if lo_b > hi_b:
             return []
         return self._select(symbol, step, lo_b, hi_b, hi_b + step - FIVE_MIN_MS, None, False, None)
+
+
+def _merged(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Sorted, overlapping spans merged, so _present_runs can walk them in one pass."""
+    merged: list[tuple[int, int]] = []
+    for s, e in sorted(spans):
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((s, e))
+    return tuple(merged)
 
 
 def _pick_buckets(runs: list[tuple[int, int]], step: int, limit: int | None, newest: bool) -> list[int]:

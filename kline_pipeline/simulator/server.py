@@ -163,9 +163,10 @@ class BybitSimulator:
         """``key``'s announced delisting is called off (to postpone one, ``delist`` it again later)."""
         self.model.cancel_delisting(key)
 
-    def add_outage(self, symbol: str, start_ms: int, end_ms: int) -> None:
-        """No 5m candles of ``symbol`` with open time in ``[start_ms, end_ms)``."""
-        self.model.add_outage(symbol, start_ms, end_ms)
+    def add_outage(self, symbol: str, start_ms: int, end_ms: int, heals_at_ms: int | None = None) -> None:
+        """No 5m candles of ``symbol`` with open time in ``[start_ms, end_ms)``; with ``heals_at_ms``,
+        only until the simulator clock reaches it (the exchange fills the outage later)."""
+        self.model.add_outage(symbol, start_ms, end_ms, heals_at_ms)
 
     def clear_outages(self, symbol: str) -> None:
         """The candles of ``symbol``'s outages appear after all (a late candle)."""
@@ -275,7 +276,9 @@ class BybitSimulator:
                 else:
                     raise ValueError(f"delivery_ms must be an integer or null, got {delivery!r}")
             elif path == "/_sim/outages" and method == "POST":
-                self.add_outage(str(data.get("symbol")), int(data["start_ms"]), int(data["end_ms"]))
+                heals = data.get("heals_at_ms")
+                self.add_outage(str(data.get("symbol")), int(data["start_ms"]), int(data["end_ms"]),
+                                None if heals is None else int(heals))
             elif path == "/_sim/requests" and method == "GET":
                 return Response(200, json_body([asdict(r) for r in self.requests]))
             elif path == "/_sim/requests" and method == "DELETE":

@@ -1,0 +1,276 @@
+"""Candles out, with proof of completeness: `kline-pipeline export` and GET /api/klines.
+
+Reads a symbol's stored candles of one timeframe (5m or a rollup, through the view
+`price_klines_by_timeframe`, sql/schema_011_export.sql) over [start, end) and writes them to
+Parquet, Feather (Arrow IPC) or CSV in freqtrade's column layout (date, open, high, low, close,
+volume), next to a manifest `<file>.manifest.json`: per UTC day the expected, present,
+exchange-outage, missing, not-listed and not-yet-closed 5m candles (the gap report's figures),
+the listing, a SHA-256 of the file, the source and when it was made.
+
+Streaming: the rows come in chunks of CHUNK_ROWS (one COPY each, parsed by Arrow's C++ CSV reader)
+and each chunk is written before the next is read, so memory stays flat whatever the range.
+A range with unexplained missing candles is refused before anything is written, unless
+`allow_missing` (then recorded in the manifest). Files appear whole or not at all (written under a
+temporary name, then renamed). Only reads the candle store.
+"""
+
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.ipc as paipc
+import pyarrow.parquet as pq
+
+from kline_pipeline.gaps import CAUSES, NOT_CLOSED, NOT_LISTED, GapReport, gap_report, missing_days
+from kline_pipeline.ingest import DAY, day_start
+from kline_pipeline.models import CANDLE_MS, to_ms
+from kline_pipeline.prefetch import prefetched
+from kline_pipeline.rollups import ROLLUPS
+from kline_pipeline.sqlfiles import sql_text
+from kline_pipeline.store import KlineStore, redact_url
+
+TIMEFRAMES = {"5m": timedelta(minutes=5), **{r.timeframe: r.stride for r in ROLLUPS}}
+FORMATS = {".parquet": "parquet", ".feather": "feather", ".csv": "csv"}
+COLUMNS = ("date", "open", "high", "low", "close", "volume")
+CHUNK_ROWS = 50_000
+"""Rows per COPY (~3 MB of text): memory is bounded by a chunk, not by the range."""
+ARROW_SCHEMA = pa.schema([("date", pa.timestamp("ms", tz="UTC"))] + [(c, pa.float64()) for c in COLUMNS[1:]])
+CSV_HEADER = ",".join(COLUMNS) + "\n"
+
+
+class ExportError(ValueError):
+    """Bad input: names the field and what is allowed (exit 2 / HTTP 400)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class IncompleteRange(Exception):
+    """The range has unexplained missing candles (exit 1); nothing was written."""
+
+    def __init__(self, report: GapReport) -> None:
+        spans = [s for s in report.spans if s.cause == "missing"]
+        shown = ", ".join(f"{s.start:%Y-%m-%d %H:%M}..{s.end:%Y-%m-%d %H:%M}" for s in spans[:5])
+        more = f" and {len(spans) - 5} more spans" if len(spans) > 5 else ""
+        days = missing_days(report)  # what `backfill --missing` launches: only these days
+        fill = (f"kline-pipeline backfill --symbol {report.symbol} --start {days[0]}T00:00:00Z "
+                f"--end {days[-1] + timedelta(days=1)}T00:00:00Z --missing --wait")
+        super().__init__(
+            f"{report.symbol}: {report.missing} candle(s) missing without an explanation in "
+            f"{report.start:%Y-%m-%d %H:%M} .. {report.end:%Y-%m-%d %H:%M} UTC ({shown}{more}); nothing was written. "
+            f"Fill them with `{fill}` (`kline-pipeline gaps` lists them), or export anyway with --allow-missing "
+            "(recorded in the manifest)")
+        self.report = report
+
+
+def validate_timeframe(timeframe: object) -> str:
+    if timeframe not in TIMEFRAMES:
+        raise ExportError("timeframe", f"timeframe {timeframe!r} is not stored: use one of {', '.join(TIMEFRAMES)}")
+    return str(timeframe)
+
+
+def validate_grid(timeframe: str, start: datetime, end: datetime) -> None:
+    """Both bounds on the timeframe's UTC grid, so a bucket is either wholly in the range or not."""
+    stride_ms = int(TIMEFRAMES[timeframe].total_seconds() * 1000)
+    for name, moment in (("start", start), ("end", end)):
+        if to_ms(moment) % stride_ms:
+            floor = datetime.fromtimestamp(to_ms(moment) // stride_ms * stride_ms / 1000, tz=moment.tzinfo)
+            raise ExportError(name, f"{name} {moment.isoformat()} is not on the {timeframe} grid (UTC); "
+                              f"use e.g. {floor.isoformat().replace('+00:00', 'Z')}")
+
+
+def output_format(path: Path) -> str:
+    """The format named by the extension of `path` (whose folder must exist)."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ExportError("out", f"--out {str(path)!r} has extension {path.suffix or 'none'!r}: use "
+                          f"{', '.join(FORMATS)} (the format follows the extension)")
+    if not path.parent.is_dir():
+        raise ExportError("out", f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    return fmt
+
+
+def _chunks(store: KlineStore, sql_file: str, *, symbol: str, timeframe: str, start: datetime,
+            end: datetime) -> Iterator[bytes]:
+    """COPY output of [start, end) in windows of CHUNK_ROWS rows of the timeframe, oldest first."""
+    window = TIMEFRAMES[timeframe] * CHUNK_ROWS
+    raw = store.engine().raw_connection()
+    try:
+        with raw.driver_connection.cursor() as cur:
+            lo = start
+            while lo < end:
+                hi = min(end, lo + window)
+                buffer = io.BytesIO()
+                params = {"symbol": symbol, "timeframe": timeframe, "start": lo, "end": hi}
+                # All chunks in one transaction: the file is one consistent snapshot.
+                cur.copy_expert(cur.mogrify(sql_text(sql_file), params), buffer)
+                if buffer.tell():
+                    yield buffer.getvalue()
+                lo = hi
+    finally:
+        raw.driver_connection.rollback()
+        raw.close()
+
+
+def csv_chunks(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime) -> Iterator[bytes]:
+    """The CSV body (no header): `2025-01-01T00:00:00Z,open,high,low,close,volume` lines, exact decimals."""
+    return _chunks(store, "export_csv_chunk.sql", symbol=symbol, timeframe=timeframe, start=start, end=end)
+
+
+def arrow_batches(store: KlineStore, *, symbol: str, timeframe: str, start: datetime,
+                  end: datetime) -> Iterator[pa.Table]:
+    """The rows as Arrow tables of ARROW_SCHEMA, one per chunk."""
+    read = pacsv.ReadOptions(column_names=list(COLUMNS))
+    convert = pacsv.ConvertOptions(column_types={"date": pa.int64(), **{c: pa.float64() for c in COLUMNS[1:]}})
+    for chunk in _chunks(store, "export_arrow_chunk.sql", symbol=symbol, timeframe=timeframe, start=start, end=end):
+        table = pacsv.read_csv(io.BytesIO(chunk), read_options=read, convert_options=convert)
+        dates = table.column("date").cast(pa.timestamp("ms")).cast(pa.timestamp("ms", tz="UTC"))
+        yield table.set_column(0, "date", dates)
+
+
+def _write_data(store: KlineStore, fmt: str, target: Path, **query: object) -> int:
+    """Write the rows to `target` chunk by chunk; the number of rows."""
+    rows = 0
+    if fmt == "csv":
+        with open(target, "wb") as out:
+            out.write(CSV_HEADER.encode())
+            # The next chunk is read while this one is written (PostgreSQL and this process overlap).
+            for chunk in prefetched(csv_chunks(store, **query)):  # type: ignore[arg-type]
+                out.write(chunk)
+                rows += chunk.count(b"\n")
+        return rows
+    if fmt == "parquet":
+        # Prices hardly repeat: dictionary encoding would only cost time.
+        writer: pq.ParquetWriter | paipc.RecordBatchFileWriter = pq.ParquetWriter(target, ARROW_SCHEMA,
+                                                                                   use_dictionary=False)
+    else:  # Feather v2 is the Arrow IPC file format
+        writer = paipc.new_file(str(target), ARROW_SCHEMA)
+    with writer:
+        for table in prefetched(arrow_batches(store, **query)):  # type: ignore[arg-type]
+            writer.write_table(table)
+            rows += table.num_rows
+        if not rows:
+            writer.write_table(ARROW_SCHEMA.empty_table())
+    return rows
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def day_counts(report: GapReport) -> dict[date, dict[str, int]]:
+    """Per UTC day of the report: expected, present and each cause's candles (5m), as gaps counts them."""
+    days: dict[date, dict[str, int]] = {}
+    day = report.start.date()
+    while day_start(day) < report.end:
+        lo, hi = max(day_start(day), report.start), min(day_start(day) + DAY, report.end)
+        days[day] = {"grid": (to_ms(hi) - to_ms(lo)) // CANDLE_MS, **{cause: 0 for cause in CAUSES}}
+        day += timedelta(days=1)
+    for span in report.spans:
+        lo = span.start
+        while lo < span.end:
+            hi = min(span.end, day_start(lo.date()) + DAY)
+            days[lo.date()][span.cause] += (to_ms(hi) - to_ms(lo)) // CANDLE_MS
+            lo = hi
+    for counts in days.values():
+        grid = counts.pop("grid")
+        counts["expected"] = grid - counts[NOT_LISTED] - counts[NOT_CLOSED]
+        counts["present"] = grid - sum(counts[c] for c in CAUSES)
+    return days
+
+
+@dataclass(frozen=True)
+class Export:
+    path: Path
+    manifest_path: Path
+    rows: int
+    manifest: dict[str, object]
+
+
+def _package_version() -> str:
+    try:
+        return version("kline-pipeline")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _facts(store: KlineStore, query: dict[str, object], now: datetime) -> tuple[GapReport, dict[date, int]]:
+    """The gap report of the range and the exported rows per day (for 5m: the present candles)."""
+    report = gap_report(store, symbol=query["symbol"], start=query["start"], end=query["end"], now=now)  # type: ignore[arg-type]
+    if query["timeframe"] == "5m":
+        return report, {day: counts["present"] for day, counts in day_counts(report).items()}
+    return report, dict(store.query("export_day_rows.sql", query))
+
+
+def export_klines(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime, out: Path,
+                  now: datetime, allow_missing: bool = False) -> Export:
+    """Write the file and its manifest (see the module docstring); raises IncompleteRange (nothing
+    written) when candles are missing and not `allow_missing`. Re-running rewrites the same rows."""
+    timeframe = validate_timeframe(timeframe)
+    validate_grid(timeframe, start, end)
+    fmt = output_format(out)
+    manifest_path = out.with_name(out.name + ".manifest.json")
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    query = {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end}
+    # The completeness figures are read by a second connection while the rows are written (the
+    # database has a core for each); a refusal removes the hidden partial file, so nothing is written.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-facts") as pool:
+        facts = pool.submit(_facts, store, query, now)
+        try:
+            rows = _write_data(store, fmt, partial, **query)
+            report, per_day_rows = facts.result()
+            if report.missing and not allow_missing:
+                raise IncompleteRange(report)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    try:
+        listing = store.listing(symbol)
+        manifest = {
+            "file": out.name, "format": fmt, "columns": list(COLUMNS),
+            "symbol": symbol, "timeframe": timeframe, "start": start.isoformat(), "end": end.isoformat(),
+            "rows": rows, "sha256": _sha256(partial),
+            "made_at": now.isoformat(),
+            "source": {"exchange": "bybit", "category": listing.category if listing else None,
+                       "table": "price_klines" if timeframe == "5m" else f"price_klines_{timeframe}",
+                       "database": redact_url(store.resolved_url()), "kline_pipeline": _package_version()},
+            "listing": report.listing.isoformat() if report.listing else None,
+            # The store keeps the listing only; Bybit reports no delisting for a trading symbol.
+            "delisting": None,
+            "allow_missing": allow_missing,
+            "complete": report.missing == 0,
+            "totals": {"expected": report.expected, "present": report.present, **report.totals},
+            "days": [{"day": day.isoformat(), "rows": per_day_rows.get(day, 0), **counts}
+                     for day, counts in day_counts(report).items()],
+            "gaps": report.to_json()["gaps"],
+        }
+        manifest_partial = manifest_path.with_name(f".{manifest_path.name}.partial-{os.getpid()}")
+        manifest_partial.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, out)
+        os.replace(manifest_partial, manifest_path)
+    except BaseException:
+        for leftover in out.parent.glob(f".{out.name}*.partial-{os.getpid()}"):
+            leftover.unlink(missing_ok=True)
+        raise
+    return Export(path=out, manifest_path=manifest_path, rows=rows, manifest=manifest)
+
+
+def completeness(report: GapReport) -> dict[str, object]:
+    """The summary GET /api/klines answers with: totals and whether anything is missing."""
+    return {"complete": report.missing == 0, "expected": report.expected, "present": report.present,
+            **report.totals, "gaps": report.to_json()["gaps"]}
+
