@@ -73,21 +73,11 @@ def test_a_delisted_symbol_is_added_and_backfilled_across_its_delisting(luna, by
 
 
 def test_a_symbol_that_starts_settling_is_followed_to_its_delivery_then_skipped_by_the_live_refresh(
-        simulator, bybit, kline_store, monkeypatch):
-    from kline_pipeline import clock
-
+        simulator, bybit, kline_store, ticking):
+    tick = ticking
     delivery = NOW + timedelta(hours=2)  # announced: it settles, then stops trading at 14:02:30
     simulator.add_instrument("LUNAUSDT", to_ms(LISTED))
     simulator.delist("LUNAUSDT", to_ms(delivery))
-    moment = {"now": NOW}
-    monkeypatch.setattr(clock, "utcnow", lambda: moment["now"])
-
-    def tick(at: datetime):
-        moment["now"] = at
-        simulator.set_now(to_ms(at))
-        return refresh_symbol(bybit=bybit, store=kline_store, symbol="LUNAUSDT", now=at,
-                              lookbacks=DEFAULT_LOOKBACK_MINUTES, refetch=timedelta(hours=1))
-
     tick(NOW)  # Delivering: still trading, its delivery time recorded at the first tick
     assert kline_store.listing("LUNAUSDT").status == "Delivering"
     assert kline_store.listing("LUNAUSDT").delivery_time == delivery
