@@ -159,12 +159,15 @@ def main() -> None:
             ("P1 Dagster events per (day, symbol): ours / floor / bare floor",
              f"{ours['events_per_partition']} / {floor['events_per_partition']} / {bare['events_per_partition']}",
              "-", "figure"),
-            (f"P1 one run per partition: 30 days, extrapolated to {days}",
-             f"{dg['one_run']['wall_s']:.0f} s → {dg['one_run']['extrapolated_s']:.0f} s "
-             f"({dg['one_run']['runs']} runs)", "-", "figure"),
-            (f"P1 speed-up of multi_run({PARTITIONS_PER_RUN}) over one run per partition", f"{dg['one_run_speedup']:.1f} x", "≥ 20 x",
-             verdict(dg["one_run_speedup"], 20, at_least=True)),
         ]
+        if "one_run" in dg:  # absent when bench_dagster.py ran with --skip-one-run
+            rows += [
+                (f"P1 one run per partition: 30 days, extrapolated to {days}",
+                 f"{dg['one_run']['wall_s']:.0f} s → {dg['one_run']['extrapolated_s']:.0f} s "
+                 f"({dg['one_run']['runs']} runs)", "-", "figure"),
+                (f"P1 speed-up of multi_run({PARTITIONS_PER_RUN}) over one run per partition",
+                 f"{dg['one_run_speedup']:.1f} x", "≥ 20 x", verdict(dg["one_run_speedup"], 20, at_least=True)),
+            ]
     rows += [
         (f"P2 ingest 1 symbol x {days} days, unthrottled client (candles/s)", f"{ing['ingest']['candles_per_s']:,}",
          "≥ 50,000", verdict(ing["ingest"]["candles_per_s"], 50_000, at_least=True, applies=full)),
@@ -252,8 +255,9 @@ def main() -> None:
              f"rollup sensor: {sensor[0]} symbols x {sensor[1]} days (old sensor at {sensor[2]})",
              f"event writes: {events[0]} events, median of {events[1]}"]
     if run_dagster:
-        sizes += [f"P1: 1 symbol x {days} days (ours and floor), one run per partition: 30 days",
-                  f"scale: {scale[0]} symbols x {scale[1]} days"]
+        sizes += [f"P1: 1 symbol x {days} days (ours and floor)"
+                  + (", one run per partition: 30 days" if "one_run" in dg else ", one run per partition: not run"),
+                  f"scale: {scale[0]} symbols x {scale[1]} days" if "scale_run" in dg else "scale: not run"]
     else:
         sizes.append("P1 and scale: not run (" + ("--smoke" if args.smoke else "--skip-dagster") + ")")
     cmd = "python bench/run_all.py" + (" --quick" if args.quick else " --smoke" if args.smoke else "") + \
@@ -280,7 +284,7 @@ def main() -> None:
         steps = ours["step_s"]
         check_s = sum(v for k, v in steps.items() if k.endswith("checks"))
         step_total = sum(steps.values())
-        one = dg["one_run"]
+        one = dg.get("one_run")
         md += [
             "## P1: how it is measured, and where the time goes",
             "",
@@ -296,7 +300,7 @@ def main() -> None:
             *[f"| {name} | {b['runs']} | {b['first_run_created_s']} | {b['last_run_ended_s']} | {b['wall_s']} |"
               for name, b in (("ours", ours), ("floor (no-op assets + checks)", floor),
                               ("bare floor (no-op assets)", bare),
-                              (f"one run per partition, {dg['one_run_days']} days", one))],
+                              *([(f"one run per partition, {dg['one_run_days']} days", one)] if one else []))],
             "",
             f"Ours ends its last run {ours['last_run_ended_s'] - floor['last_run_ended_s']:+.1f} s after the floor's;",
             "whichever iteration comes next marks each complete. The floor records the same per-partition",
@@ -309,14 +313,14 @@ def main() -> None:
                f"{ours['wall_s'] / bare['wall_s']:.2f}." if floor["wall_s"] - bare["wall_s"] > 15
                else ", in the same daemon iteration as the floor."),
             "",
-            f"One run per partition: its {dg['one_run_days']}-partition sample is extrapolated linearly to {days}",
-            f"days ({one['wall_s']} s x {days}/{dg['one_run_days']} = {one['extrapolated_s']:.0f} s). When the sample and",
-            "our whole year complete in the same daemon iteration, that ratio is "
-            f"{days}/{dg['one_run_days']} = {days / dg['one_run_days']:.1f} by construction.",
-            f"From its active time instead ({one['last_run_ended_s']} s for {dg['one_run_days']} runs, one run every "
-            f"{one['last_run_ended_s'] / dg['one_run_days']:.2f} s), {days} runs would take about "
-            f"{one['last_run_ended_s'] / dg['one_run_days'] * days:.0f} s.",
-            "",
+            *([f"One run per partition: its {dg['one_run_days']}-partition sample is extrapolated linearly to {days}",
+               f"days ({one['wall_s']} s x {days}/{dg['one_run_days']} = {one['extrapolated_s']:.0f} s). When the sample and",
+               "our whole year complete in the same daemon iteration, that ratio is "
+               f"{days}/{dg['one_run_days']} = {days / dg['one_run_days']:.1f} by construction.",
+               f"From its active time instead ({one['last_run_ended_s']} s for {dg['one_run_days']} runs, one run every "
+               f"{one['last_run_ended_s'] / dg['one_run_days']:.2f} s), {days} runs would take about "
+               f"{one['last_run_ended_s'] / dg['one_run_days'] * days:.0f} s.", ""] if one else
+              ["One run per partition: not run this time (`bench_dagster.py --skip-one-run`).", ""]),
             f"Step time summed over the runs of ours (s; {ours['run_exec_s_sum']:.0f} s of run execution, "
             f"median {ours['run_exec_s_median']} s per run; floor {floor['run_exec_s_sum']:.0f} s):",
             "",
