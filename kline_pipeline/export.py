@@ -249,8 +249,8 @@ def export_klines(store: KlineStore, *, symbol: str, timeframe: str, start: date
                        "table": "price_klines" if timeframe == "5m" else f"price_klines_{timeframe}",
                        "database": redact_url(store.resolved_url()), "kline_pipeline": _package_version()},
             "listing": report.listing.isoformat() if report.listing else None,
-            # The store keeps the listing only; Bybit reports no delisting for a trading symbol.
-            "delisting": None,
+            # Bybit's deliveryTime as recorded at ingest (None while the symbol trades).
+            "delisting": listing.delivery_time.isoformat() if listing and listing.delivery_time else None,
             "allow_missing": allow_missing,
             "complete": report.missing == 0,
             "totals": {"expected": report.expected, "present": report.present, **report.totals},

@@ -182,3 +182,17 @@ def test_bench_export_prints_its_figures():
         (f, d, d * 288) for d in (1, 4) for f in ("parquet", "feather", "csv")]
     assert all(e["candles_per_s"] > 0 and e["peak_rss_mb"] > 0 for e in result["exports"])
     assert "candles/s" in out and "peak RSS MB" in out
+
+
+def test_the_manifest_of_a_delisted_symbol_names_its_delisting_and_the_days_after_it(cli_env, bybit, simulator, tmp_path):
+    """A symbol delisted at noon on 2 January: the manifest carries Bybit's delivery time, and the
+    afternoon and the day after count as delisted, not missing, so the export is complete."""
+    delisted = JAN1 + timedelta(days=1, hours=12)
+    simulator.add_instrument("LUNAUSDT", to_ms(JAN1 - timedelta(days=30)))
+    simulator.delist("LUNAUSDT", to_ms(delisted))
+    ingest_days(bybit=bybit, store=cli_env, symbol="LUNAUSDT", days=DAYS, now=NOW)
+    assert export(tmp_path, "luna.csv", "5m", symbol="LUNAUSDT") == 0
+    manifest = json.loads((tmp_path / "luna.csv.manifest.json").read_text())
+    assert manifest["delisting"] == delisted.isoformat() and manifest["complete"] is True
+    assert [(d["day"], d["present"], d["delisted"]) for d in manifest["days"]] == [
+        ("2025-01-01", 288, 0), ("2025-01-02", 144, 144), ("2025-01-03", 0, 288)]
