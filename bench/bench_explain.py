@@ -16,7 +16,7 @@ Prints the plans and whether the primary key index (price_klines_pkey) is used, 
 
 import argparse
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 from common import admin_url_default, load_days, throwaway_store
 

@@ -9,8 +9,6 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from kline_pipeline.home import PROJECT_ROOT
-
 
 def _default_dagster_home() -> Path:
     """The one DAGSTER_HOME of every command (see kline_pipeline/home.py), prepared and exported."""

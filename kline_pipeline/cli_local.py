@@ -5,7 +5,8 @@ import os
 import sys
 from pathlib import Path
 
-from kline_pipeline.cli import PROJECT_ROOT, _default_dagster_home, _fail, _instance, port_number
+from kline_pipeline.cli import _default_dagster_home, _fail, _instance, port_number
+from kline_pipeline.home import PROJECT_ROOT
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

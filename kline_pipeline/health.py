@@ -210,9 +210,10 @@ def symbols(instance: dg.DagsterInstance, store: KlineStore, now: datetime) -> I
     keys = {symbol: partition_key(now.date(), symbol) for symbol in names}
     facts = Facts(store, list(keys.values()), now).prefetch_latest(names)  # two queries for all symbols
     for symbol, first, newest in store.query("health_symbols.sql", {"symbols": names}):
-        yield from _guarded(f"candles {symbol}", lambda: _symbol(store, symbol, first, newest, now,
-                                                                 candles_fresh(facts, keys[symbol])))
-        yield from _guarded(f"repairs {symbol}", lambda: repairs(store, symbol, first, now))
+        # _guarded calls each lambda at once; the defaults only make that explicit.
+        yield from _guarded(f"candles {symbol}", lambda symbol=symbol, first=first, newest=newest: _symbol(
+            store, symbol, first, newest, now, candles_fresh(facts, keys[symbol])))
+        yield from _guarded(f"repairs {symbol}", lambda symbol=symbol, first=first: repairs(store, symbol, first, now))
 
 
 def repairs(store: KlineStore, symbol: str, first: datetime | None, now: datetime) -> Iterator[Finding]:

@@ -12,14 +12,22 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
+from dagster._core.test_utils import create_test_daemon_workspace_context
+from dagster._core.workspace.load_target import WorkspaceFileTarget
 
 from kline_pipeline import clock, store as store_module
+from kline_pipeline.api import create_app
 from kline_pipeline.bybit import BybitClient
+from kline_pipeline.cli import _default_dagster_home
+from kline_pipeline.embedded import stop_embedded
+from kline_pipeline.home import PROJECT_ROOT
 from kline_pipeline.models import to_ms
 from kline_pipeline.simulator import BybitSimulator
 from kline_pipeline.store import KlineStore
+from kline_pipeline_tests.helpers import serve
 
 ADMIN_URL = os.environ.get("KLINE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
@@ -130,3 +138,44 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
     """Make the pipeline's clock agree with the simulator's."""
     monkeypatch.setattr(clock, "utcnow", lambda: NOW)
     return NOW
+
+
+# ---------------------------------------------- fixtures shared by several test modules
+
+
+@pytest.fixture
+def dagster_env(tmp_path, monkeypatch, kline_store, database_url, dagster_storage, simulator,
+                frozen_clock) -> Iterator[dg.DagsterInstance]:
+    """A fresh DAGSTER_HOME (local template) wired to the test database and the simulator."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("KLINE_DATABASE_URL", database_url)
+    monkeypatch.setenv("BYBIT_BASE_URL", simulator.url)
+    monkeypatch.delenv("KLINE_API_MAX_DAYS", raising=False)
+    _default_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
+@pytest.fixture
+def daemon(dagster_env) -> Iterator[object]:
+    """A workspace context like the daemon's (the code server subprocess inherits this env)."""
+    target = WorkspaceFileTarget([str(PROJECT_ROOT / "workspace.yaml")])
+    with create_test_daemon_workspace_context(target, dagster_env) as context:
+        yield context
+
+
+@pytest.fixture
+def api(dagster_env: dg.DagsterInstance, bybit: BybitClient, kline_store: KlineStore) -> Iterator[str]:
+    """The old HTTP API on dagster_env's instance, served on a free port; its base URL."""
+    with serve(create_app(instance=dagster_env, bybit=bybit, store=kline_store)) as url:
+        yield url
+
+
+@pytest.fixture
+def pgdata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """KLINE_PGDATA in this test's directory (the embedded server), stopped afterwards."""
+    path = tmp_path / "pgdata"
+    monkeypatch.setenv("KLINE_PGDATA", str(path))
+    monkeypatch.delenv("KLINE_DATABASE_URL", raising=False)
+    yield path
+    stop_embedded(path)

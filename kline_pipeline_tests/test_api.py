@@ -11,29 +11,18 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 
 import pytest
 import requests
-import uvicorn
 
 from kline_pipeline.api import create_app
 from kline_pipeline.backfills import asset_graph
 from kline_pipeline.cli import main
 from kline_pipeline.ingest import ingest_days
 from kline_pipeline_tests.conftest import NOW
-from kline_pipeline_tests.test_backfills import (  # noqa: F401 (fixtures)
-    ASSETS,
-    all_done,
-    count_5m,
-    daemon,
-    dagster_env,
-    drive_daemon,
-)
+from kline_pipeline_tests.helpers import serve
+from kline_pipeline_tests.test_backfills import ASSETS, all_done, count_5m, drive_daemon
 
 TIMEOUT = 15  # seconds, every HTTP call
 
@@ -42,32 +31,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@contextmanager
-def serve(app) -> Iterator[str]:
-    """Serve `app` with uvicorn in a thread on a free 127.0.0.1 port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@pytest.fixture
-def api(dagster_env, bybit, kline_store) -> Iterator[str]:
-    with serve(create_app(instance=dagster_env, bybit=bybit, store=kline_store)) as url:
-        yield url
 
 
 def post(api: str, body: object, **kwargs) -> requests.Response:

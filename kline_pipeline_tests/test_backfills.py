@@ -13,14 +13,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import dagster as dg
 import pytest
 from dagster._core.execution.backfill import BulkActionStatus
-from dagster._core.test_utils import create_test_daemon_workspace_context
-from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.backfill import execute_backfill_iteration
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
@@ -32,7 +29,7 @@ from kline_pipeline.backfills import (
     touched_days,
     validate_request,
 )
-from kline_pipeline.cli import PROJECT_ROOT, _default_dagster_home, build_parser, main
+from kline_pipeline.cli import build_parser, main
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline_tests.conftest import NOW
@@ -43,27 +40,6 @@ ASSETS = sorted(["price_klines_5m", *(rollup.table for rollup in ROLLUPS)])
 
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
-
-
-@pytest.fixture
-def dagster_env(tmp_path, monkeypatch, kline_store, database_url, dagster_storage, simulator,
-                frozen_clock) -> Iterator[dg.DagsterInstance]:
-    """A fresh DAGSTER_HOME (local template) wired to the test database and the simulator."""
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    monkeypatch.setenv("KLINE_DATABASE_URL", database_url)
-    monkeypatch.setenv("BYBIT_BASE_URL", simulator.url)
-    monkeypatch.delenv("KLINE_API_MAX_DAYS", raising=False)
-    _default_dagster_home()
-    with dg.DagsterInstance.get() as instance:
-        yield instance
-
-
-@pytest.fixture
-def daemon(dagster_env) -> Iterator[object]:
-    """A workspace context like the daemon's (the code server subprocess inherits this env)."""
-    target = WorkspaceFileTarget([str(PROJECT_ROOT / "workspace.yaml")])
-    with create_test_daemon_workspace_context(target, dagster_env) as context:
-        yield context
 
 
 def drive_daemon(context, *, until, timeout: float = 60.0) -> float:

@@ -10,8 +10,8 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._daemon.backfill import execute_backfill_iteration
 
 from kline_pipeline.cli import main
-from kline_pipeline_tests.test_api import api, get, post  # noqa: F401 (fixture)
-from kline_pipeline_tests.test_backfills import all_done, daemon, dagster_env, drive_daemon  # noqa: F401
+from kline_pipeline_tests.test_api import get, post
+from kline_pipeline_tests.test_backfills import all_done, drive_daemon
 
 JAN = {"symbol": "BTCUSDT", "start": "2025-01-01T00:00:00Z", "end": "2025-01-03T00:00:00Z"}
 

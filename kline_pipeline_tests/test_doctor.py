@@ -30,7 +30,7 @@ from kline_pipeline.schedules import live_refresh_job
 from kline_pipeline.store import KlineStore
 from kline_pipeline_tests.conftest import throwaway_database
 from kline_pipeline_tests.processes import ROOT, simulator_process, stop_group
-from kline_pipeline_tests.test_api import serve
+from kline_pipeline_tests.helpers import serve
 
 UTC = timezone.utc
 

@@ -10,7 +10,7 @@ from kline_pipeline.backfills import backfill_status, launch_backfill
 from kline_pipeline.models import to_ms
 from kline_pipeline_tests.conftest import NOW
 from kline_pipeline_tests.helpers import stored, truth
-from kline_pipeline_tests.test_backfills import all_done, daemon, dagster_env, drive_daemon  # noqa: F401 - fixtures
+from kline_pipeline_tests.test_backfills import all_done, drive_daemon
 
 UTC = timezone.utc
 LISTED = datetime(2024, 12, 1, tzinfo=UTC)
@@ -23,7 +23,7 @@ def current_results(instance: dg.DagsterInstance, check: str, asset: str = "pric
     return {i.partition_key: i.latest_execution_status.value for i in infos if i.is_current}
 
 
-def test_a_ui_style_backfill_of_a_delisted_symbol_across_its_delisting(simulator, daemon, dagster_env,  # noqa: F811
+def test_a_ui_style_backfill_of_a_delisted_symbol_across_its_delisting(simulator, daemon, dagster_env,
                                                                        bybit, kline_store):
     simulator.add_instrument("LUNAUSDT", to_ms(LISTED))
     simulator.delist("LUNAUSDT", to_ms(DELISTED_AT))
@@ -46,7 +46,7 @@ def test_a_ui_style_backfill_of_a_delisted_symbol_across_its_delisting(simulator
         assert current_results(dagster_env, "exact_and_complete", rollup) == dict.fromkeys(keys, "SUCCEEDED")
 
 
-def test_ui_style_backfills_of_spot_and_linear_btcusdt_side_by_side(simulator, daemon, dagster_env,  # noqa: F811
+def test_ui_style_backfills_of_spot_and_linear_btcusdt_side_by_side(simulator, daemon, dagster_env,
                                                                      bybit, kline_store):
     simulator.add_instrument("spot:BTCUSDT", to_ms(datetime(2021, 1, 1, tzinfo=UTC)))
     start, end = datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 3, tzinfo=UTC)

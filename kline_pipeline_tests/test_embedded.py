@@ -5,7 +5,6 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 import psycopg2
-import pytest
 
 from kline_pipeline.embedded import embedded_database_url, stop_embedded
 from kline_pipeline.models import Candle, to_ms
@@ -18,15 +17,6 @@ START_AND_REPORT_PID = (
     "url = embedded_database_url().replace('+psycopg2', ''); c = psycopg2.connect(url); cur = c.cursor(); "
     "cur.execute('SELECT pg_postmaster_start_time()::text, current_database()'); print(*cur.fetchone(), sep='|')"
 )
-
-
-@pytest.fixture
-def pgdata(tmp_path, monkeypatch):
-    path = tmp_path / "pgdata"
-    monkeypatch.setenv("KLINE_PGDATA", str(path))
-    monkeypatch.delenv("KLINE_DATABASE_URL", raising=False)
-    yield path
-    stop_embedded(path)
 
 
 def test_unset_url_means_embedded_and_data_survives_a_restart(pgdata):

@@ -19,7 +19,7 @@ from kline_pipeline.ingest import day_start, ingest_days
 from kline_pipeline.models import to_ms
 from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline_tests.conftest import NOW
-from kline_pipeline_tests.test_api import serve
+from kline_pipeline_tests.helpers import serve
 
 UTC = timezone.utc
 JAN1 = datetime(2025, 1, 1, tzinfo=UTC)

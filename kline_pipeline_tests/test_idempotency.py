@@ -5,8 +5,8 @@ reliability/test_concurrency.py)."""
 import pytest
 import requests
 
-from kline_pipeline_tests.test_api import TIMEOUT, api, post  # noqa: F401 (fixture)
-from kline_pipeline_tests.test_backfills import all_done, daemon, dagster_env, drive_daemon  # noqa: F401
+from kline_pipeline_tests.test_api import TIMEOUT, post
+from kline_pipeline_tests.test_backfills import all_done, drive_daemon
 
 JAN = {"symbol": "BTCUSDT", "start": "2025-01-01T00:00:00Z", "end": "2025-01-03T00:00:00Z"}
 

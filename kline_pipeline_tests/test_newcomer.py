@@ -21,8 +21,6 @@ from kline_pipeline.dbshell import psql_binary, psql_invocation
 from kline_pipeline.home import PROJECT_ROOT, dev_lock, resolve_dagster_home, running_dev
 from kline_pipeline_tests.conftest import _admin_url, throwaway_database
 from kline_pipeline_tests.processes import free_port, simulator_process, stop_group, wait_for_http
-from kline_pipeline_tests.test_backfills import dagster_env  # noqa: F401 (fixture)
-from kline_pipeline_tests.test_embedded import pgdata  # noqa: F401 (fixture)
 from kline_pipeline_tests.test_timescaledb_compat import JOBS
 
 
@@ -69,7 +67,7 @@ def test_a_password_never_reaches_the_output_or_psqls_command_line(monkeypatch, 
     assert argv[1:] == ["postgresql://bob@db.example:5432/kline", "-c", "SELECT 1"] and env["PGPASSWORD"] == "s3cret"
 
 
-def test_the_embedded_database_opens_in_psql_with_the_schema_applied(pgdata, tmp_path):  # noqa: F811
+def test_the_embedded_database_opens_in_psql_with_the_schema_applied(pgdata, tmp_path):
     env = user_env(DAGSTER_HOME=str(tmp_path / "home"), KLINE_PGDATA=str(pgdata))
     env.pop("KLINE_DATABASE_URL", None)
     url = cli("db", "url", "--libpq", env=env, cwd=tmp_path).stdout.strip()
@@ -186,7 +184,7 @@ def test_an_unreachable_exchange_names_the_offline_simulator(tmp_path, monkeypat
     assert "kline-pipeline simulate-exchange --port 8765 &\n  export BYBIT_BASE_URL=http://127.0.0.1:8765" in err
 
 
-def test_gaps_of_a_symbol_never_added_says_so(dagster_env, capsys):  # noqa: F811
+def test_gaps_of_a_symbol_never_added_says_so(dagster_env, capsys):
     args = ["--start", "2025-01-01T00:00:00Z", "--end", "2025-01-02T00:00:00Z"]
     assert main(["gaps", "--symbol", "XRPUSDT", *args]) == 2
     captured = capsys.readouterr()

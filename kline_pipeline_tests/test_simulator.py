@@ -252,7 +252,7 @@ def test_ohlc_invariants_and_continuity(symbol: str) -> None:
     for prev, cur in zip(rows, rows[1:]):
         assert cur[0] - prev[0] == FIVE
         assert prev[4] == cur[1]  # close == next open
-    for t, o, h, l, c, v, q in rows:
+    for _t, o, h, l, c, v, q in rows:
         assert 0 < l <= min(o, c) and h >= max(o, c)
         assert v > 0 and q > 0
     assert len({r[4] for r in rows}) > 1000  # a moving market, not a constant

@@ -18,8 +18,7 @@ from kline_pipeline.cli import main
 from kline_pipeline.ingest import ingest_days
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline_tests.conftest import NOW
-from kline_pipeline_tests.test_api import serve
-from kline_pipeline_tests.test_backfills import dagster_env  # noqa: F401 (fixture)
+from kline_pipeline_tests.helpers import serve
 
 UTC = timezone.utc
 INJECTION = "BTC'; DROP TABLE price_klines;--"

@@ -83,7 +83,7 @@ def test_a_canceled_backfill_stops_at_once_with_whole_days(tmp_path, monkeypatch
 
             outcome = {}
             for symbol, backfill_id in (("BTCUSDT", ui_id), ("ETHUSDT", cli_id)):
-                runs = wait_until(lambda: [r for r in backfill(ui, backfill_id)["runs"]]
+                runs = wait_until(lambda backfill_id=backfill_id: [r for r in backfill(ui, backfill_id)["runs"]]
                                   if all(r["status"] in FINISHED for r in backfill(ui, backfill_id)["runs"]) else None,
                                   30, f"every run of {symbol}'s backfill to finish")
                 late = [r for r in runs if r["creationTime"] > canceled_at]

@@ -13,7 +13,7 @@ from kline_pipeline.bybit import BybitClient
 from kline_pipeline.ingest import ingest_days
 from kline_pipeline.models import to_ms
 from kline_pipeline_tests.conftest import NOW
-from kline_pipeline_tests.test_api import serve
+from kline_pipeline_tests.helpers import serve
 
 UTC = timezone.utc
 JAN1 = datetime(2025, 1, 1, tzinfo=UTC)

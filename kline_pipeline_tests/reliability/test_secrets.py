@@ -17,8 +17,7 @@ from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.rollups import rollup_assets
 from kline_pipeline.simulator import BybitSimulator
 from kline_pipeline.store import KlineStore
-from kline_pipeline_tests.test_api import serve
-from kline_pipeline_tests.test_backfills import dagster_env  # noqa: F401 (fixture)
+from kline_pipeline_tests.helpers import serve
 
 
 @pytest.fixture(autouse=True)
