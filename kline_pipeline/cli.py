@@ -6,7 +6,7 @@ import os
 import shlex
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -187,26 +187,25 @@ def port_number(text: str) -> int:
     return value
 
 
-def _positive_seconds(text: str) -> float:
-    """argparse type: a finite number of seconds > 0."""
+def _seconds(text: str, *, within: Callable[[float], bool], allowed: str) -> float:
+    """A finite number of seconds for which `within` holds; else a usage error naming `allowed`."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0, e.g. 2")
+    if not (math.isfinite(value) and within(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds {allowed}")
     return value
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    return _seconds(text, within=lambda v: v > 0, allowed="above 0, e.g. 2")
 
 
 def _finite_seconds(text: str) -> float:
     """argparse type: a finite number of seconds, of either sign, within a day (a clock skew)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and abs(value) <= 86_400):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between -86400 and 86400, e.g. -2")
-    return value
+    return _seconds(text, within=lambda v: abs(v) <= 86_400, allowed="between -86400 and 86400, e.g. -2")
 
 
 def _at_least_one(text: str) -> int:
