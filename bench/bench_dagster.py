@@ -56,6 +56,7 @@ from common import admin_url_default, throwaway_database  # noqa: E402
 from kline_pipeline_tests.processes import free_port, simulator_process, stop_group, wait_for_http  # noqa: E402
 
 from kline_pipeline.assets import PARTITIONS_PER_RUN  # noqa: E402
+from kline_pipeline.instance.env import DAGSTER_ENV  # noqa: E402
 from kline_pipeline.rollups import ROLLUPS  # noqa: E402
 
 LISTED = "2020-01-01"
@@ -379,7 +380,8 @@ def main() -> None:
             throwaway_database(args.admin_url, "storage_a") as storage_a, \
             throwaway_database(args.admin_url, "storage_b") as storage_b:
         # Each session's Dagster storage (the template's pooled PostgreSQL storage) in its own database.
-        env = {"KLINE_DATABASE_URL": db_url, "BYBIT_BASE_URL": sim_url, "DAGSTER_PG_URL": storage_a}
+        # What `kline-pipeline dev` gives Dagster's processes (kline_pipeline/instance/env.py).
+        env = {**DAGSTER_ENV, "KLINE_DATABASE_URL": db_url, "BYBIT_BASE_URL": sim_url, "DAGSTER_PG_URL": storage_a}
         workdir = Path(tmp)
         (workdir / "a").mkdir()
         log("session A: dagster dev with kline_pipeline + floor")

@@ -6,6 +6,7 @@ from kline_pipeline import clock
 from kline_pipeline.bybit import BybitClient, BybitIpBanError, BybitRejectedError, InvalidCandleError
 from kline_pipeline.ingest import ingest_partitions
 from kline_pipeline.partitions import kline_partitions, partition_key
+from kline_pipeline.run_metadata import add_partition_metadata
 from kline_pipeline.store import KlineStore
 
 PARTITIONS_PER_RUN = 92
@@ -56,6 +57,5 @@ def price_klines_5m(context: dg.AssetExecutionContext, bybit: BybitClient, kline
     finally:
         bybit.log_retried_faults(context.log, since=faults_before)  # the step's exchange faults, if any
     run = report.run_metadata()
-    for day in report.days:
-        context.add_asset_metadata({**day.metadata(), **run}, partition_key=partition_key(day.day, day.symbol))
+    add_partition_metadata(context, {partition_key(d.day, d.symbol): {**d.metadata(), **run} for d in report.days})
     return dg.MaterializeResult()

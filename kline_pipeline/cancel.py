@@ -11,8 +11,9 @@ the CANCELING backfill kept queueing runs and the queue kept launching them.
 
 Three parts fix it:
 
-- `DAEMON_ENV` (one run per chunk) in the daemon's environment: the submitting thread then stops
-  after the run it is creating, and the next loop cancels and terminates. `kline-pipeline dev`
+- `DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE=1` (`kline_pipeline.instance.env`) in the daemon's
+  environment: the submitting thread then stops after the run it is creating, and the next loop
+  cancels and terminates. `kline-pipeline dev`
   sets it; the Helm values set it for the daemon pod; README says how for `dagster dev` and
   `dagster-daemon run`. Measured: UI Cancel to CANCELED in 52-62 s, no run created after it.
 - The raw asset fails, not retries, when its run is terminated (`kline_pipeline.assets`): Dagster
@@ -36,11 +37,6 @@ import dagster as dg
 from dagster._core.execution.backfill import BulkActionStatus, cancel_backfill_runs_and_cancellation_complete
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._core.storage.tags import BACKFILL_ID_TAG
-
-CHUNK_SIZE_ENV = "DAGSTER_ASSET_BACKFILL_RUN_CHUNK_SIZE"
-DAEMON_ENV = {CHUNK_SIZE_ENV: "1"}
-"""Environment the Dagster daemon needs so that a cancel stops run submission after one run
-(the status check costs one small write per run; a run takes seconds to create)."""
 
 # A backfill in one of these states has nothing left to cancel.
 TERMINAL = frozenset({

@@ -39,8 +39,8 @@ def _run_dev(args: argparse.Namespace, home: Path, *, ui_url: str, api_url: str 
     import signal
     import subprocess
 
-    from kline_pipeline.cancel import DAEMON_ENV
     from kline_pipeline.home import ANNOUNCED_ENV
+    from kline_pipeline.instance.env import DAGSTER_ENV
     from kline_pipeline.quiet import quiet_child_env
 
     # Create (or migrate) the instance's storage once, here: the API and dagster dev start
@@ -58,9 +58,9 @@ def _run_dev(args: argparse.Namespace, home: Path, *, ui_url: str, api_url: str 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     api = dagster = None
     # The API's links point at this UI, whatever --port is (unless KLINE_UI_URL says otherwise).
-    # The daemon must look at a backfill's status after every run it queues, or a canceled
-    # backfill keeps queueing runs for minutes (kline_pipeline/cancel.py); a user's own value wins.
-    env = quiet_child_env({**DAEMON_ENV, **os.environ, "KLINE_UI_URL": os.environ.get("KLINE_UI_URL") or ui_url,
+    # Dagster's processes get the variables this project needs (kline_pipeline/instance/env.py:
+    # cancel that stops, batched event writes); a user's own value wins.
+    env = quiet_child_env({**DAGSTER_ENV, **os.environ, "KLINE_UI_URL": os.environ.get("KLINE_UI_URL") or ui_url,
                            ANNOUNCED_ENV: str(home)})  # the API child need not print DAGSTER_HOME again
     try:
         if not args.no_api:

@@ -1,5 +1,7 @@
 """The one place the Dagster `Definitions` of kline-pipeline are built."""
 
+import os
+
 import dagster as dg
 
 from kline_pipeline import crash
@@ -7,6 +9,7 @@ from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.checks import raw_checks, rollup_checks
 from kline_pipeline.freshness import candles_fresh_sensor
+from kline_pipeline.instance.env import EVENT_BATCH_ENV, EVENT_BATCH_SIZE
 from kline_pipeline.rollups import rollup_assets
 from kline_pipeline.repair_job import outage_repair, outage_repair_job
 from kline_pipeline.schedules import live_refresh, live_refresh_job
@@ -16,6 +19,11 @@ from kline_pipeline.store import KlineStore
 # The code server loading these definitions is what reports a dead run worker: make it say
 # whether memory really was the cause (kline_pipeline/crash.py).
 crash.install()
+
+# A run's worker loads these definitions before it writes an event, so this batches each asset's
+# per-partition materializations (kline_pipeline/instance/env.py) even under a plain
+# `dagster dev` started without the variable; a value set outside wins.
+os.environ.setdefault(EVENT_BATCH_ENV, str(EVENT_BATCH_SIZE))
 
 # Both resources read their environment (KLINE_DATABASE_URL, BYBIT_BASE_URL, BYBIT_CATEGORY)
 # at run time, not here: the same definitions serve the embedded default, a server, and tests.

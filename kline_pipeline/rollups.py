@@ -8,6 +8,7 @@ import dagster as dg
 from kline_pipeline.assets import PARTITIONS_PER_RUN, price_klines_5m
 from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.partitions import contiguous_runs, days_by_symbol, kline_partitions, partition_key
+from kline_pipeline.run_metadata import add_partition_metadata
 from kline_pipeline.store import KlineStore
 
 @dataclass(frozen=True)
@@ -77,8 +78,7 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
                 for day in run:  # each day partition shows its own buckets
                     figures[partition_key(day, symbol)] = summary.for_day(day).metadata(rollup.full_count)
         run = {"run_partitions": len(figures), "run_buckets": sum(int(f["buckets"]) for f in figures.values())}
-        for key, day in figures.items():
-            context.add_asset_metadata({**day, **run}, partition_key=key)
+        add_partition_metadata(context, {key: {**day, **run} for key, day in figures.items()})
         kline_store.record_job_run(rollups=[rollup.timeframe], succeeded=True,  # timescaledb_information
                                    started_at=context.instance.get_run_record_by_id(context.run_id).start_time)
         return dg.MaterializeResult()

@@ -20,6 +20,7 @@ from kline_pipeline.api import create_app
 from kline_pipeline.backfills import asset_graph
 from kline_pipeline.cli import main
 from kline_pipeline.ingest import ingest_days
+from kline_pipeline.instance.env import DAGSTER_ENV
 from kline_pipeline_tests.conftest import NOW
 from kline_pipeline_tests.helpers import serve
 from kline_pipeline_tests.test_backfills import ASSETS, all_done, count_5m, drive_daemon
@@ -206,7 +207,7 @@ def test_other_paths_and_methods_answer_json(api):
 
 FAKE_DAGSTER = '''#!{python}
 """Stands in for `dagster dev`: records its arguments and what the old API answers, then exits."""
-import json, sys, time, urllib.error, urllib.request
+import json, os, sys, time, urllib.error, urllib.request
 url = "http://127.0.0.1:{api_port}/api/backfill?type=status&id=nosuchid"
 deadline, seen = time.time() + 60, None
 while seen is None and time.time() < deadline:
@@ -217,7 +218,8 @@ while seen is None and time.time() < deadline:
     except OSError:
         time.sleep(0.2)
 with open({record!r}, "w") as out:
-    json.dump({{"argv": sys.argv[1:], "api": seen}}, out)
+    json.dump({{"argv": sys.argv[1:], "api": seen,
+               "env": {{k: v for k, v in os.environ.items() if k.startswith("DAGSTER_")}}}}, out)
 '''
 
 
@@ -234,6 +236,8 @@ def test_dev_runs_the_api_beside_dagster_and_stops_it(dagster_env, tmp_path, mon
     seen = json.loads(record.read_text())
     assert seen["argv"][:2] == ["dev", "-w"] and seen["argv"][-4:] == ["-h", "127.0.0.1", "-p", str(ui_port)]
     assert seen["api"] == {"status": 404, "body": {"error": "no backfill with id 'nosuchid'", "field": "id"}}
+    # Dagster's processes get the project's variables (cancel that stops, batched event writes).
+    assert {k: seen["env"].get(k) for k in DAGSTER_ENV} == DAGSTER_ENV
     assert f"old API http://127.0.0.1:{api_port}/api/backfill" in capsys.readouterr().out
     with pytest.raises(OSError):  # the API child was stopped with dagster dev
         socket.create_connection(("127.0.0.1", api_port), timeout=2).close()

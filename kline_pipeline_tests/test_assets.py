@@ -9,6 +9,7 @@ from kline_pipeline.assets import PARTITIONS_PER_RUN, price_klines_5m
 from kline_pipeline.definitions import defs
 from kline_pipeline.models import to_ms
 from kline_pipeline.partitions import symbols_partitions
+from kline_pipeline.run_metadata import add_partition_metadata
 
 UTC = timezone.utc
 JAN1 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -147,3 +148,15 @@ def test_a_refused_window_fails_the_run_without_a_half_written_day(instance, byb
     assert len(simulator.kline_requests()) == 2  # refused parameters are not retried, not even by Dagster
     # The three days the first window covered are whole; Jan 4 was only partly fetched: nothing of it.
     assert [summary(kline_store, "BTCUSDT", JAN1 + timedelta(days=d), 1).rows for d in range(6)] == [288] * 3 + [0] * 3
+
+
+def test_metadata_for_a_partition_outside_the_run_is_refused(instance):
+    @dg.asset(partitions_def=price_klines_5m.partitions_def)
+    def outside(context: dg.AssetExecutionContext) -> None:
+        add_partition_metadata(context, {key: {"rows": 1} for key in context.partition_keys})  # accepted
+        add_partition_metadata(context, {"2025-01-05|BTCUSDT": {"rows": 2}})
+
+    tags = {"dagster/asset_partition_range_start": "2025-01-01|BTCUSDT",
+            "dagster/asset_partition_range_end": "2025-01-02|BTCUSDT"}
+    with pytest.raises(dg.DagsterInvariantViolationError, match=r"does not materialize: 2025-01-05\|BTCUSDT"):
+        dg.materialize([outside], instance=instance, tags=tags)

@@ -29,7 +29,7 @@ from dagster._core.instance.config import dagster_instance_config
 from kline_pipeline import store as store_module
 from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.bybit import BybitClient
-from kline_pipeline.cancel import DAEMON_ENV
+from kline_pipeline.instance.env import DAGSTER_ENV, EVENT_BATCH_ENV, EVENT_BATCH_SIZE
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.rollups import rollup_assets
 from kline_pipeline.simulator import BybitSimulator
@@ -226,11 +226,14 @@ def test_helm_values_deploy_the_documented_topology():
     assert deployment["image"]["tag"] not in (None, "", "latest")  # runs must use the code the UI showed
     env = {e["name"] for e in deployment["env"]}
     assert {"BYBIT_BASE_URL", "BYBIT_CATEGORY"} <= env
+    # Runs (which inherit the code server's env) write materializations in batches.
+    assert {e["name"]: e.get("value") for e in deployment["env"]}[EVENT_BATCH_ENV] == str(EVENT_BATCH_SIZE)
     assert "KLINE_DATABASE_URL" not in env and deployment["envSecrets"]  # the URL carries a password
 
     daemon = values["dagsterDaemon"]
-    # The daemon's environment makes a canceled backfill stop queueing runs (as `kline-pipeline dev` does).
-    assert {e["name"]: e["value"] for e in daemon["env"]} == DAEMON_ENV
+    # The daemon's environment makes a canceled backfill stop queueing runs and batches planned
+    # materializations (as `kline-pipeline dev` does).
+    assert {e["name"]: e["value"] for e in daemon["env"]} == DAGSTER_ENV
     coordinator = daemon["runCoordinator"]
     assert coordinator["enabled"] is True and coordinator["type"] == "QueuedRunCoordinator"
     assert coordinator["config"]["queuedRunCoordinator"]["maxConcurrentRuns"] >= 1
