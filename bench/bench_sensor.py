@@ -78,7 +78,11 @@ def measure(admin_url: str, symbols: int, days: int, old: bool) -> dict:
             for asset in rollup_assets:  # refreshed after the raw days: nothing is stale
                 write_materializations(instance, asset.key, history)
             setup_s = time.perf_counter() - t0
-            _, cursor = evaluate_tick(instance, RollupCursor())  # the backlog: read once
+            # The backlog, read once: a tick reads at most PAGE materializations, so with more
+            # history than that it takes several ticks before one is idle.
+            cursor, previous = RollupCursor(), None
+            while cursor != previous:
+                previous, (_, cursor) = cursor, evaluate_tick(instance, cursor)
             idle_s, (idle_requests, _) = median_time(lambda: evaluate_tick(instance, cursor))
             new = [partition_key(first + timedelta(days=days + d), names[0]) for d in range(92)]
             write_materializations(instance, price_klines_5m.key, new)
