@@ -8,7 +8,7 @@ import dagster as dg
 from kline_pipeline.assets import PARTITIONS_PER_RUN, price_klines_5m
 from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.partitions import contiguous_runs, days_by_symbol, kline_partitions, partition_key
-from kline_pipeline.run_metadata import add_partition_metadata
+from kline_pipeline.event_writes import add_partition_metadata
 from kline_pipeline.store import KlineStore
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from kline_pipeline.checks import (
     evaluate,
     evaluation_events,
 )
+from kline_pipeline.event_writes import log_check_evaluations, log_materializations
 from kline_pipeline.freshness import report_freshness
 from kline_pipeline.live import DEFAULT_LOOKBACK_MINUTES, SymbolTick, refresh_symbol, validate_lookbacks
 from kline_pipeline.partitions import partition_key, symbols_partitions, valid_symbols
@@ -108,27 +109,28 @@ def _record(context: dg.OpExecutionContext, store: KlineStore, ticks: dict[str, 
     keys = [partition_key(day, symbol) for symbol, symbol_days in days.items() for day in symbol_days]
     if keys:
         facts = Facts(store, keys, now)
+        materializations = []
         for symbol, symbol_days in days.items():
             tick, ingest = ticks[symbol], {d.day: d for d in ticks[symbol].ingest.days}
             for day in symbol_days:
                 key = partition_key(day, symbol)
                 fetched = ingest[day].metadata() if day in ingest else {}
-                context.log_event(dg.AssetMaterialization(price_klines_5m.key, partition=key, metadata={
+                materializations.append(dg.AssetMaterialization(price_klines_5m.key, partition=key, metadata={
                     **fetched, "rows": facts.gaps(key).present, "mode": "live refresh",
                     "as_of": tick.closed_until.isoformat()}))
         # Rollups after the raw days: the rollup sensor then sees them as already refreshed.
         for symbol, symbol_days in days.items():
             for table, (start, end, summary) in ticks[symbol].rollups.items():
                 for day in symbol_days:
-                    context.log_event(dg.AssetMaterialization(table, partition=partition_key(day, symbol), metadata={
+                    materializations.append(dg.AssetMaterialization(table, partition=partition_key(day, symbol), metadata={
                         **summary.for_day(day).metadata(ROLLUP_BY_TABLE[table].full_count), "mode": "live refresh",
                         "window": f"{start.isoformat()} .. {end.isoformat()}"}))
+        log_materializations(context, materializations)
         check_keys = RAW_CHECK_KEYS + [k for keys_ in ROLLUP_CHECK_KEYS.values() for k in keys_]
         outcomes = evaluate(check_keys, keys, facts)
         for symbol in ticks:  # today's candles_fresh is recorded by report_freshness, which remembers it
             outcomes[FRESHNESS_CHECK_KEY].pop(partition_key(now.date(), symbol), None)
-        for event in evaluation_events(context.instance, outcomes):
-            context.log_event(event)
+        log_check_evaluations(context, evaluation_events(context.instance, outcomes))
     store.mark_live_recorded(symbols=list(ticks), through=now.date() - timedelta(days=1))
     return days
 

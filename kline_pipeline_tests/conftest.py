@@ -24,10 +24,15 @@ from kline_pipeline.bybit import BybitClient
 from kline_pipeline.cli import _default_dagster_home
 from kline_pipeline.embedded import stop_embedded
 from kline_pipeline.home import PROJECT_ROOT
+from kline_pipeline.instance.env import EVENT_BATCH_ENV, EVENT_BATCH_SIZE
 from kline_pipeline.models import to_ms
 from kline_pipeline.simulator import BybitSimulator
 from kline_pipeline.store import KlineStore
 from kline_pipeline_tests.helpers import serve
+
+# Tests write Dagster events as production does: materializations in batches (kline-pipeline dev
+# and the definitions set the same), whichever modules a test imports.
+os.environ.setdefault(EVENT_BATCH_ENV, str(EVENT_BATCH_SIZE))
 
 ADMIN_URL = os.environ.get("KLINE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
