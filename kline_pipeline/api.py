@@ -44,13 +44,8 @@ from starlette.routing import Route
 
 from kline_pipeline import clock
 from kline_pipeline.api_klines import klines_endpoint
-from kline_pipeline.backfills import (
-    RequestError,
-    backfill_status,
-    max_days_from_env,
-    validate_backfill_id,
-    validate_request,
-)
+from kline_pipeline.backfill_requests import RequestError, max_days_from_env, validate_backfill_id, validate_request
+from kline_pipeline.backfills import backfill_status
 from kline_pipeline.bybit import BybitClient, BybitError
 from kline_pipeline.cancel import cancel_backfill, sweep_until_canceled
 from kline_pipeline.idempotency import KEY_HEADER, IdempotencyConflict, launch_once, validate_key
@@ -85,9 +80,9 @@ def _validation_client() -> BybitClient:
 
 
 def _default_instance() -> dg.DagsterInstance:
-    from kline_pipeline.cli import _instance
+    from kline_pipeline.instance.setup import local_instance
 
-    return _instance()
+    return local_instance()
 
 
 class _TooLarge(Exception):

@@ -63,7 +63,7 @@ class Removal:
 
 def _works_on(instance: dg.DagsterInstance, symbol: str) -> list[str]:
     """Unfinished runs and backfills whose partitions include `symbol` (their ids)."""
-    from kline_pipeline.backfills import asset_graph
+    from kline_pipeline.repository_graph import asset_graph
 
     suffix = f"|{symbol}"
     busy = [run.run_id for run in instance.get_runs(filters=dg.RunsFilter(statuses=NOT_FINISHED_STATUSES))

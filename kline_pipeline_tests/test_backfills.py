@@ -21,14 +21,8 @@ from dagster._core.execution.backfill import BulkActionStatus
 from dagster._daemon.backfill import execute_backfill_iteration
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
-from kline_pipeline.backfills import (
-    RequestError,
-    backfill_status,
-    launch_backfill,
-    progress_lines,
-    touched_days,
-    validate_request,
-)
+from kline_pipeline.backfill_requests import RequestError, touched_days, validate_request
+from kline_pipeline.backfills import backfill_status, launch_backfill, progress_lines
 from kline_pipeline.cli import build_parser, main
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.rollups import ROLLUPS
