@@ -124,7 +124,7 @@ def _guarded(section: str, gather: Callable[[], Iterable[Finding]]) -> list[Find
 def candle_database(store: KlineStore) -> Iterator[Finding]:
     url = redact_url(store.resolved_url())
     try:
-        store.query("health_symbols.sql", {"symbols": []})
+        store.symbol_spans([])  # no symbol: only proves the database answers
     except ConnectionError as exc:  # already names the (redacted) URL and the reason
         yield Finding("candle database", "", PROBLEM, str(exc), {"url": url})
         return
@@ -209,7 +209,8 @@ def symbols(instance: dg.DagsterInstance, store: KlineStore, now: datetime) -> I
         return
     keys = {symbol: partition_key(now.date(), symbol) for symbol in names}
     facts = Facts(store, list(keys.values()), now).prefetch_latest(names)  # two queries for all symbols
-    for symbol, first, newest in store.query("health_symbols.sql", {"symbols": names}):
+    for span in store.symbol_spans(names):
+        symbol, first, newest = span.symbol, span.first, span.newest
         # _guarded calls each lambda at once; the defaults only make that explicit.
         yield from _guarded(f"candles {symbol}", lambda symbol=symbol, first=first, newest=newest: _symbol(
             store, symbol, first, newest, now, candles_fresh(facts, keys[symbol])))

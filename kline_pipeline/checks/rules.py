@@ -69,8 +69,8 @@ def valid_ohlcv(facts: Facts, key: str) -> Outcome:
     """Every stored candle of the day is on the grid, closed, positive, with low ≤ open/close ≤ high
     and non-negative volume and turnover."""
     rows = facts.violations(key)
-    metadata: dict[str, object] = {"violations": sum(r[1] for r in rows)}
-    metadata.update({f"rule: {rule}": f"{n} candles, first at {first.isoformat()}" for rule, n, first in rows})
+    metadata: dict[str, object] = {"violations": sum(v.candles for v in rows)}
+    metadata.update({f"rule: {v.rule}": f"{v.candles} candles, first at {v.first_candle.isoformat()}" for v in rows})
     return Outcome(not rows, ERROR, metadata)
 
 
@@ -122,7 +122,7 @@ def rollup_exact_and_complete(rollup: Rollup) -> Evaluator:
             "unexplained_partial_buckets": len(unexplained), "full_bucket_candles": rollup.full_count,
         }
         if mismatches:
-            metadata["first_mismatches"] = ", ".join(f"{b:%Y-%m-%d %H:%M} {p}" for b, p in mismatches[:20])
+            metadata["first_mismatches"] = ", ".join(f"{m.bucket:%Y-%m-%d %H:%M} {m.problem}" for m in mismatches[:20])
         if unexplained:
             metadata["first_unexplained"] = ", ".join(f"{b:%Y-%m-%d %H:%M}" for b in unexplained[:20])
         return Outcome(not mismatches and not unexplained, ERROR, metadata)
@@ -144,9 +144,8 @@ def with_exchange_comparison(rollup: Rollup, base: Evaluator, bybit: BybitClient
         store, now = facts.store, facts.now
         day, symbol = split_partition_key(key)
         start, end = day_start(day), day_start(day) + DAY
-        ours = {r[0]: r[1:] for r in store.query(
-            "rollup_compute.sql", {"rollup": rollup.table, "symbol": symbol, "start": start, "end": end})
-            if r[0] + rollup.stride <= now}  # Bybit serves closed candles only
+        ours = {b.bucket: b.values() for b in store.rollup_buckets(rollup=rollup.table, symbol=symbol, start=start, end=end)
+                if b.bucket + rollup.stride <= now}  # Bybit serves closed candles only
         theirs = {c.start: tuple(Decimal(x) for x in (c.open, c.high, c.low, c.close, c.volume, c.turnover))
                   for c in bybit.fetch_klines(symbol=symbol, start=start, end=end, now=now,
                                               interval=rollup.bybit_interval)}
