@@ -31,7 +31,7 @@ import json
 import logging
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 from starlette.applications import Starlette
@@ -237,8 +237,9 @@ def create_app(
         report = await run_in_threadpool(lambda: check_health(dagster_instance, kline_store, now=utcnow()))
         return JSONResponse(report.to_json(), status_code=200 if report.exit_code == 0 else 503)
 
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # 404, 405 as JSON too
-        return _error(exc.status_code, f"{exc.detail}: the API has POST, GET and DELETE /api/backfill, "
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:  # 404, 405 as JSON too
+        http = cast(HTTPException, exc)  # registered for HTTPException; Starlette types handlers by Exception
+        return _error(http.status_code, f"{http.detail}: the API has POST, GET and DELETE /api/backfill, "
                       "GET /api/klines and GET /api/health only")
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

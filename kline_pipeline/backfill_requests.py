@@ -83,7 +83,7 @@ def validate_request(
     if symbol is None or symbol == "":
         raise RequestError("symbol", "symbol is required, e.g. BTCUSDT")
     try:
-        validate_symbol(symbol)  # type: ignore[arg-type]
+        checked = validate_symbol(symbol)  # `symbol` itself, known to be a str from here on
     except ValueError as exc:
         raise RequestError("symbol", str(exc)) from None
     start = _time_field(start_text, "start")
@@ -101,10 +101,10 @@ def validate_request(
                            f"{max_days} days per request ({MAX_DAYS_ENV}) — split it into several")
     if bybit is not None:
         try:
-            bybit.get_instrument(symbol=symbol)  # type: ignore[arg-type]
+            bybit.get_instrument(symbol=checked)
         except UnknownSymbolError as exc:
             raise RequestError("symbol", str(exc)) from None
-    return symbol, start, end  # type: ignore[return-value]
+    return checked, start, end
 
 
 def touched_days(start: datetime, end: datetime, *, now: datetime) -> list[date]:

@@ -29,8 +29,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
 
@@ -45,7 +47,7 @@ from kline_pipeline.backfill_requests import (
     validate_request,
 )
 from kline_pipeline.bybit import BybitClient
-from kline_pipeline.partitions import START_DATE, partition_key, symbols_partitions, validate_symbol
+from kline_pipeline.partitions import START_DATE, SYMBOLS_PARTITIONS_NAME, partition_key, validate_symbol
 from kline_pipeline.repository_graph import asset_graph
 
 # Re-exported: callers imported request checking from here before it had its own module.
@@ -139,7 +141,7 @@ def launch_backfill(
         if not days:
             raise RequestError("start", "none of the requested days lies within the range")
     added = False
-    if symbol not in instance.get_dynamic_partitions(symbols_partitions.name):
+    if symbol not in instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME):
         from kline_pipeline.symbols import add_symbols  # checks the exchange lists it, then adds
 
         added = bool(add_symbols(instance, bybit or BybitClient(), [symbol]))
@@ -168,9 +170,11 @@ def launch_backfill(
     )
 
 
-def _pairs(subset: object) -> set[tuple[str, str]]:
+def _pairs(subset: AssetGraphSubset) -> set[tuple[str, str]]:
     """(asset, partition) pairs of an AssetGraphSubset."""
-    return {(ap.asset_key.to_user_string(), ap.partition_key) for ap in subset.iterate_asset_partitions()}  # type: ignore[attr-defined]
+    # A backfill's assets are all partitioned: no partition key here is None (Dagster's type allows it).
+    return {(ap.asset_key.to_user_string(), ap.partition_key)  # type: ignore[misc]
+            for ap in subset.iterate_asset_partitions()}
 
 
 def _materialised_since(instance: dg.DagsterInstance, targets: Mapping[str, list[str]], after: float) -> set[tuple[str, str]]:
@@ -203,7 +207,7 @@ def _run_counts(instance: dg.DagsterInstance, backfill_id: str) -> dict[str, int
     return dict(sorted(counts.items()))
 
 
-def backfill_status(instance: dg.DagsterInstance, backfill_id: str) -> dict[str, object]:
+def backfill_status(instance: dg.DagsterInstance, backfill_id: str) -> dict[str, Any]:
     """Status and per-partition progress of a backfill, as JSON-ready data.
 
     Each (partition, asset) is `materialised`, `failed` (or skipped because upstream failed),
@@ -269,10 +273,10 @@ def _partition_row(key: str, states: Mapping[str, str]) -> dict[str, object]:
     }
 
 
-def progress_lines(status: Mapping[str, object], *, width: int = 10) -> list[str]:
+def progress_lines(status: Mapping[str, Any], *, width: int = 10) -> list[str]:
     """One text line per partition, e.g. `2025-01-03|BTCUSDT  [#####.....] materialised 4/7 assets`."""
     lines = []
-    for row in status["partitions"]:  # type: ignore[union-attr]
+    for row in status["partitions"]:
         total, done = row["assets"], row[MATERIALISED]
         filled = round(width * done / total) if total else width
         extra = "".join(f", {row[s]} {s.replace('_', ' ')}" for s in (FAILED, IN_PROGRESS) if row[s])
@@ -280,8 +284,8 @@ def progress_lines(status: Mapping[str, object], *, width: int = 10) -> list[str
     return lines
 
 
-def summary_line(status: Mapping[str, object]) -> str:
-    counts: Mapping[str, int] = status["counts"]  # type: ignore[assignment]
+def summary_line(status: Mapping[str, Any]) -> str:
+    counts: Mapping[str, int] = status["counts"]
     return (f"backfill {status['backfill_id']}: {status['status']} — {counts[MATERIALISED]}/{counts['total']} "
             f"asset partitions materialised, {counts[FAILED]} failed, {counts[IN_PROGRESS]} in progress, "
             f"{counts[REQUESTED]} waiting")

@@ -87,7 +87,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
         for span in report.spans:
             print(f"  {span.start:%Y-%m-%d %H:%M} .. {span.end:%Y-%m-%d %H:%M}  {span.candles:>6} candles  {span.cause}")
         print("totals: " + ", ".join(f"{cause} {report.totals[cause]}" for cause in CAUSES))
-        for attempt in doc["repairs"]:  # type: ignore[union-attr]
+        for attempt in doc["repairs"]:
             print(f"  outage repair {attempt['attempted_at'][:16].replace('T', ' ')} of {attempt['day']}: "
                   f"{attempt['recovered']} of {attempt['outage_before']} outage candles recovered, "
                   f"{attempt['still_out']} still out")

@@ -4,10 +4,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kline_pipeline.cli_support import fail, port_number
 from kline_pipeline.home import PROJECT_ROOT
 from kline_pipeline.instance.setup import dagster_home, local_instance
+
+if TYPE_CHECKING:  # imported where used: argument parsing stays quick
+    import subprocess
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -88,7 +92,7 @@ def _run_dev(args: argparse.Namespace, home: Path, *, ui_url: str, api_url: str 
             signal.signal(sig, handler)
 
 
-def _stop_child(child, *, grace: float) -> None:
+def _stop_child(child: "subprocess.Popen[bytes] | None", *, grace: float) -> None:
     import subprocess
 
     if child is None or child.poll() is not None:

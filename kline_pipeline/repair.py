@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.gaps import GapReport
@@ -101,7 +102,7 @@ def repair_history(store: KlineStore, *, symbol: str, start: datetime, end: date
     return store.repair_history(symbol=symbol, start=start, end=end, since=since)
 
 
-def gaps_json(store: KlineStore, report: GapReport) -> dict[str, object]:
+def gaps_json(store: KlineStore, report: GapReport) -> dict[str, Any]:
     """`kline-pipeline gaps --json` and the API's type=gaps: the report and the repair history of its days."""
     return {**report.to_json(), "repairs": [a.to_json() for a in repair_history(
         store, symbol=report.symbol, start=report.start, end=report.end)]}

@@ -3,6 +3,10 @@
 from collections.abc import Mapping
 
 import dagster as dg
+from dagster._core.definitions.metadata import RawMetadataValue
+
+Metadata = dict[str, RawMetadataValue]
+"""Materialization or check metadata as this project builds it: plain values Dagster accepts as they are."""
 
 
 def add_partition_metadata(context: dg.AssetExecutionContext, by_partition: Mapping[str, Mapping[str, object]]) -> None:

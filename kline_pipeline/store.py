@@ -10,7 +10,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError
 
 from kline_pipeline import clock
 from kline_pipeline.models import Candle, Instrument
+from kline_pipeline.run_metadata import Metadata
 from kline_pipeline.sqlfiles import schema_files, sql_text
 from kline_pipeline.store_reads import (
     GapContext,
@@ -135,7 +136,7 @@ class RollupDay:
     partial_buckets: int
     last_bucket: datetime | None
 
-    def metadata(self, full_count: int) -> dict[str, object]:
+    def metadata(self, full_count: int) -> Metadata:
         return {"buckets": self.buckets, "partial_buckets": self.partial_buckets, "full_bucket_candles": full_count,
                 "last_bucket": self.last_bucket.isoformat() if self.last_bucket else "none"}
 
@@ -276,7 +277,7 @@ class KlineStore(dg.ConfigurableResource, StoreReads):
             reason = redact_url(str(cause).strip().splitlines()[0])  # libpq may quote the DSN
             raise ConnectionError(f"cannot reach the candle database at {redact_url(url)}: {reason}") from None
         try:
-            with raw.cursor() as cur:
+            with closing(raw.cursor()) as cur:  # what psycopg2's cursor does as a context manager
                 # Concurrent CREATE IF NOT EXISTS / OR REPLACE can still collide in the catalog.
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
                 for name in schema_files():

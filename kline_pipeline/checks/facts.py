@@ -75,11 +75,10 @@ class Facts:
         """(mismatched buckets, partial buckets) of the day in `rollup`."""
         day, symbol = split_partition_key(key)
         start, end = self._window(symbol)
-        window = {"rollup": rollup.table, "symbol": symbol, "start": start, "end": end}
-        mismatches = self._memo(("mismatches", rollup.table, symbol),
-                                lambda: self._by_day(self.store.rollup_mismatches(**window)))
-        partial = self._memo(("partial", rollup.table, symbol),
-                             lambda: self._by_day(self.store.rollup_partial_buckets(**window)))
+        mismatches = self._memo(("mismatches", rollup.table, symbol), lambda: self._by_day(
+            self.store.rollup_mismatches(rollup=rollup.table, symbol=symbol, start=start, end=end)))
+        partial = self._memo(("partial", rollup.table, symbol), lambda: self._by_day(
+            self.store.rollup_partial_buckets(rollup=rollup.table, symbol=symbol, start=start, end=end)))
         return mismatches.get(day, []), partial.get(day, [])
 
     def last_candle(self, symbol: str) -> datetime | None:

@@ -21,6 +21,7 @@ from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.models import CANDLE_MS, from_ms, to_ms
 from kline_pipeline.partitions import split_partition_key
 from kline_pipeline.rollups import Rollup
+from kline_pipeline.run_metadata import Metadata
 
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 
@@ -34,7 +35,7 @@ STALE_ERROR_AFTER = timedelta(hours=1)
 class Outcome:
     passed: bool
     severity: dg.AssetCheckSeverity = ERROR
-    metadata: dict[str, object] = field(default_factory=dict)
+    metadata: Metadata = field(default_factory=dict)
 
     @property
     def state(self) -> str:
@@ -51,7 +52,7 @@ def no_missing_candles(facts: Facts, key: str) -> Outcome:
     delisting pass (nothing can trade there; the metadata says "delisted")."""
     report = facts.gaps(key)
     totals = report.totals
-    metadata: dict[str, object] = {
+    metadata: Metadata = {
         "expected": report.expected, "present": report.present, "missing": totals[MISSING],
         "exchange_outage": totals[OUTAGE], "not_listed": totals[NOT_LISTED],
         "gaps": dg.MetadataValue.md(report.markdown()),
@@ -69,7 +70,7 @@ def valid_ohlcv(facts: Facts, key: str) -> Outcome:
     """Every stored candle of the day is on the grid, closed, positive, with low ≤ open/close ≤ high
     and non-negative volume and turnover."""
     rows = facts.violations(key)
-    metadata: dict[str, object] = {"violations": sum(v.candles for v in rows)}
+    metadata: Metadata = {"violations": sum(v.candles for v in rows)}
     metadata.update({f"rule: {v.rule}": f"{v.candles} candles, first at {v.first_candle.isoformat()}" for v in rows})
     return Outcome(not rows, ERROR, metadata)
 
@@ -91,7 +92,7 @@ def candles_fresh(facts: Facts, key: str) -> Outcome:
     newest = facts.last_candle(symbol)
     live = facts.live_state(symbol)
     limit = timedelta(milliseconds=CANDLE_MS) + FRESHNESS_TOLERANCE
-    metadata: dict[str, object] = {"limit_minutes": limit.total_seconds() / 60}
+    metadata: Metadata = {"limit_minutes": limit.total_seconds() / 60}
     failing_tick = live is not None and live.failing
     if live is not None:
         metadata["last_live_tick"] = live.last_tick_at.isoformat() if live.last_tick_at else "none"
@@ -117,7 +118,7 @@ def rollup_exact_and_complete(rollup: Rollup) -> Evaluator:
             for span in report.spans if span.cause == MISSING
             for ms in range(to_ms(span.start), to_ms(span.end), CANDLE_MS)
         })
-        metadata: dict[str, object] = {
+        metadata: Metadata = {
             "mismatched_buckets": len(mismatches), "partial_buckets": len(partial),
             "unexplained_partial_buckets": len(unexplained), "full_bucket_candles": rollup.full_count,
         }
