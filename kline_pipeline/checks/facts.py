@@ -1,4 +1,5 @@
-"""What the checks read: each kind of fact fetched ONCE per symbol for all the days of a check step.
+"""What the checks read: each kind of fact fetched ONCE per symbol for all the days of a check step,
+through `KlineStore`'s typed reads (store_reads.py); writes nothing.
 
 A run of 92 days issues ~15 queries instead of ~30 per partition; each day's slice equals what a
 query over that day alone returns, because every bucket, hole cause and violation belongs to one
