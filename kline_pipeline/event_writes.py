@@ -11,7 +11,11 @@ our event log storage, kline_pipeline/instance/check_events.py).
 from collections.abc import Mapping, Sequence
 
 import dagster as dg
+from dagster._core.definitions.metadata import RawMetadataValue
 from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, DagsterEventType, generate_event_batch_id
+
+Metadata = dict[str, RawMetadataValue]
+"""Materialization or check metadata as this project builds it: plain values Dagster accepts as they are."""
 
 
 def add_partition_metadata(context: dg.AssetExecutionContext, by_partition: Mapping[str, Mapping[str, object]]) -> None:

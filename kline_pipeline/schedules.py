@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from datetime import date, datetime, timedelta
 
 import dagster as dg
@@ -33,11 +34,12 @@ from kline_pipeline.checks import (
     Facts,
     evaluate,
     evaluation_events,
+    log_evaluation,
 )
 from kline_pipeline.event_writes import log_check_evaluations, log_materializations
 from kline_pipeline.freshness import report_freshness
 from kline_pipeline.live import DEFAULT_LOOKBACK_MINUTES, SymbolTick, refresh_symbol, validate_lookbacks
-from kline_pipeline.partitions import partition_key, symbols_partitions, valid_symbols
+from kline_pipeline.partitions import SYMBOLS_PARTITIONS_NAME, partition_key, valid_symbols
 from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline.store import KlineStore
 
@@ -148,7 +150,7 @@ def refresh_latest_candles(
         if wait > 0:
             time.sleep(wait)
     now = clock.utcnow()
-    registered = list(context.instance.get_dynamic_partitions(symbols_partitions.name))
+    registered = list(context.instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME))
     symbols = valid_symbols(registered)
     errors = {s: "not a valid Bybit symbol (2-30 characters of A-Z and 0-9, prefixed spot: or inverse: for "
               "those markets); remove it with "
@@ -160,7 +162,8 @@ def refresh_latest_candles(
     recorded = _record(context, kline_store, ticks, now)
     # Today's candles_fresh: recorded on a change, and wherever today was just (re)materialized.
     rematerialized = [symbol for symbol, days in recorded.items() if now.date() in days]
-    fresh = report_freshness(context.instance, kline_store, symbols, now, context.log_event, always=rematerialized)
+    fresh = report_freshness(context.instance, kline_store, symbols, now, partial(log_evaluation, context),
+                             always=rematerialized)
     for symbol in sorted(errors):
         context.log.error(f"{symbol}: {errors[symbol]}")
     delisted = sorted(set(symbols) - set(ticks) - set(errors))
@@ -180,7 +183,7 @@ def refresh_latest_candles(
 def fail_for_failed_symbols(context: dg.OpExecutionContext, errors: dict[str, str]) -> None:
     """Fail the run when any symbol failed, naming them (the others were refreshed and recorded)."""
     if errors:
-        registered = len(context.instance.get_dynamic_partitions(symbols_partitions.name))
+        registered = len(context.instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME))
         raise dg.Failure(description=f"live refresh failed for {len(errors)} of {registered} symbol(s): "
                          f"{', '.join(list(errors)[:20])}", metadata=dict(list(errors.items())[:50]))
 

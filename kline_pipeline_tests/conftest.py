@@ -21,7 +21,7 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from kline_pipeline import clock, store as store_module
 from kline_pipeline.api import create_app
 from kline_pipeline.bybit import BybitClient
-from kline_pipeline.cli import _default_dagster_home
+from kline_pipeline.instance.setup import dagster_home
 from kline_pipeline.embedded import stop_embedded
 from kline_pipeline.home import PROJECT_ROOT
 from kline_pipeline.instance.env import EVENT_BATCH_ENV, EVENT_BATCH_SIZE
@@ -156,7 +156,7 @@ def dagster_env(tmp_path, monkeypatch, kline_store, database_url, dagster_storag
     monkeypatch.setenv("KLINE_DATABASE_URL", database_url)
     monkeypatch.setenv("BYBIT_BASE_URL", simulator.url)
     monkeypatch.delenv("KLINE_API_MAX_DAYS", raising=False)
-    _default_dagster_home()
+    dagster_home()
     with dg.DagsterInstance.get() as instance:
         yield instance
 

@@ -93,6 +93,15 @@ def evaluation_events(instance: dg.DagsterInstance, outcomes: Outcomes) -> list[
     return events
 
 
+def log_evaluation(context: dg.OpExecutionContext, event: dg.AssetCheckEvaluation) -> None:
+    """`context.log_event(event)` for a check evaluation outside a check step (one result per partition).
+
+    Dagster 1.13 logs it (`log_event` has a branch for AssetCheckEvaluation), though the method's
+    annotation names only materializations, observations and expectation results.
+    """
+    context.log_event(event)  # type: ignore[arg-type]
+
+
 def evaluate(check_keys: Sequence[dg.AssetCheckKey], partitions: Sequence[str], facts: Facts,
              evaluators: Mapping[dg.AssetCheckKey, Evaluator] | None = None) -> MutableOutcomes:
     """Every check of `check_keys` on every partition, from one shared set of facts."""
