@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
 
+from kline_pipeline.checks.specs import target_materializations
 from kline_pipeline.event_writes import log_check_evaluations, log_materializations
 from kline_pipeline.instance import storage as storage_module
 from kline_pipeline.instance.check_events import store_check_evaluation_batch
@@ -30,16 +31,11 @@ def _graph(prefix: str) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition, 
     @dg.multi_asset_check(specs=[spec], can_subset=True, name=f"{prefix}_checks")
     def checks(context: dg.AssetCheckExecutionContext):
         op_context = context.op_execution_context
-        targets = {r.partition_key: r for r in op_context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=days.key, asset_partitions=KEYS), limit=10).records}
-        from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-            AssetCheckEvaluationTargetMaterializationData as Target,
-        )
+        targets = target_materializations(op_context.instance, days.key, KEYS)  # as our checks do
         log_check_evaluations(op_context, [dg.AssetCheckEvaluation(
             asset_key=days.key, check_name="complete", passed=key != FAILING, partition=key,
             metadata={"day": key}, severity=dg.AssetCheckSeverity.WARN,
-            target_materialization_data=Target(storage_id=targets[key].storage_id, run_id=targets[key].run_id,
-                                               timestamp=targets[key].timestamp)) for key in KEYS])
+            target_materialization_data=targets[key]) for key in KEYS])
         yield from ()
 
     @dg.op(name=f"{prefix}_live")
