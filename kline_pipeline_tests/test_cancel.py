@@ -1,14 +1,18 @@
 """Cancelling a backfill through the old API (DELETE) and the CLI (`backfill --cancel`), with the
 daemon driven in-process (see test_backfills): queued runs are canceled at once, the daemon then
-marks the backfill CANCELED, and a second cancel says there is nothing left to do. Under
-`kline-pipeline dev`, with runs busy fetching, see reliability/test_cancel.py."""
+marks the backfill CANCELED, and a second cancel says there is nothing left to do. The cancel
+sensor does the same for a backfill the UI marked CANCELING. Under `dagster dev`, with runs busy
+fetching, see test_cancel_ui.py and reliability/test_cancel.py."""
 
 import logging
 
+import dagster as dg
 import requests
+from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._daemon.backfill import execute_backfill_iteration
 
+from kline_pipeline.cancel import cancel_sensor
 from kline_pipeline.cli import main
 from kline_pipeline_tests.test_api import get, post
 from kline_pipeline_tests.test_backfills import all_done, drive_daemon
@@ -73,3 +77,22 @@ def test_the_cli_refuses_bad_cancel_and_follow_arguments(dagster_env, capsys):
         assert main(argv) == 2, argv
         assert words in capsys.readouterr().err
     assert dagster_env.get_backfills() == []
+
+
+def test_the_cancel_sensor_stops_the_runs_of_a_backfill_the_ui_canceled(api, dagster_env, daemon):
+    context = dg.build_sensor_context(instance=dagster_env)
+    assert cancel_sensor(context).skip_message == "no backfill is being canceled"
+    backfill_id = post(api, JAN).json()["backfill_id"]
+    [run] = queue_runs(daemon, dagster_env)
+    assert cancel_sensor(context).skip_message == "no backfill is being canceled"  # a running backfill is left alone
+    assert dagster_env.get_run_by_id(run.run_id).status == DagsterRunStatus.QUEUED
+    backfill = dagster_env.get_backfill(backfill_id)
+    dagster_env.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))  # what the UI's Cancel does
+    assert cancel_sensor(context).skip_message == (
+        f"{backfill_id}: 1 queued run(s) canceled, 0 running run(s) told to stop "
+        "(the backfill daemon marks each CANCELED once its runs have ended)")
+    assert dagster_env.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
+    assert cancel_sensor(context).skip_message.startswith(f"{backfill_id}: 0 queued run(s) canceled, 0 running")
+    list(execute_backfill_iteration(daemon, logging.getLogger("test_cancel")))  # one loop, not two
+    assert dagster_env.get_backfill(backfill_id).status == BulkActionStatus.CANCELED
+    assert cancel_sensor(context).skip_message == "no backfill is being canceled"
