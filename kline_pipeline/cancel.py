@@ -34,11 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.execution.backfill import (
-    BulkActionsFilter,
-    BulkActionStatus,
-    cancel_backfill_runs_and_cancellation_complete,
-)
+from dagster._core.execution.backfill import BulkActionStatus, cancel_backfill_runs_and_cancellation_complete
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 
@@ -143,38 +139,3 @@ def sweep_until_canceled(
             return backfill.status.value
         time.sleep(poll_seconds)
 
-
-CANCEL_SENSOR_SECONDS = 5
-"""How often `cancel_sensor` looks for CANCELING backfills: the sensor daemon's own loop (5 s)."""
-
-
-@dg.sensor(
-    name="cancel_sensor",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=CANCEL_SENSOR_SECONDS,
-    description="Stops the runs of a backfill canceled in the UI within seconds (queued runs canceled, running "
-                "runs terminated at a day boundary), so that the backfill daemon's next loop marks it CANCELED. "
-                "Requests no runs; an idle tick is one indexed query.",
-)
-def cancel_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    """Do for every CANCELING backfill what `cancel_backfill` does for a CLI/API cancel.
-
-    Why: the UI's Cancel only marks the backfill CANCELING. Dagster's backfill daemon, on its
-    fixed 30-second loop, first stops the runs and only on a later loop, once they have ended,
-    marks the backfill CANCELED: 30-60 s plus the runs' own stopping. With the runs stopped here
-    within a sensor interval, the daemon's first loop after the cancel already finds them ended.
-    The daemon's loop interval is a constant of Dagster (not instance configuration), and the
-    final step (recording the backfill's partition statuses) needs the daemon's workspace, so it
-    is left to the daemon.
-
-    Cost: one query by status (indexed) per tick; only a CANCELING backfill adds two run counts.
-    Nothing is stored but Dagster's own tick row (no cursor, no run requests).
-    """
-    canceling = context.instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.CANCELING]))
-    if not canceling:
-        return dg.SkipReason("no backfill is being canceled")
-    done = []
-    for backfill in canceling:
-        queued, started = stop_runs(context.instance, backfill.backfill_id)
-        done.append(f"{backfill.backfill_id}: {queued} queued run(s) canceled, {started} running run(s) told to stop")
-    return dg.SkipReason("; ".join(done) + " (the backfill daemon marks each CANCELED once its runs have ended)")

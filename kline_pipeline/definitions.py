@@ -5,7 +5,7 @@ import os
 import dagster as dg
 
 from kline_pipeline import crash
-from kline_pipeline.cancel import cancel_sensor
+from kline_pipeline.cancel_sensor import cancel_sensor
 from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.checks import raw_checks, rollup_checks
