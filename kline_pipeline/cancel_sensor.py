@@ -13,8 +13,9 @@ past a minute (bench/bench_cancel.py without this sensor: 37.8-86.1 s, median 64
 
 Every `CANCEL_SENSOR_SECONDS` this sensor does, for every CANCELING backfill, what
 `kline_pipeline.cancel.cancel_backfill` does for a CLI/API cancel (queued runs canceled, started
-runs terminated; each keeps the whole days it wrote), and once none of the backfill's runs is
-unfinished (not even one being created) marks it CANCELED itself, as the daemon's loop would.
+runs terminated; each keeps the whole days it wrote), also cancels a run the daemon is still
+creating (so it is never queued), and once none of the backfill's runs is unfinished marks it
+CANCELED itself, as the daemon's loop would.
 A run the daemon's thread still creates after that is caught: the sensor remembers the backfills
 it ended for `LATE_RUN_WATCH_SECONDS` (its cursor, pruned: it does not grow) and stops any run of
 theirs that appears. Left to the daemon: the backfill's per-asset partition counts of the canceled
@@ -31,7 +32,7 @@ import time
 
 import dagster as dg
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES, DagsterRunStatus
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 from dagster._time import get_current_timestamp
 
@@ -63,23 +64,44 @@ def _mark_canceled(instance: dg.DagsterInstance, backfill_id: str) -> bool:
     return True
 
 
+def _cancel_unsubmitted(instance: dg.DagsterInstance, backfill_id: str) -> int:
+    """Cancel the backfill's runs the daemon is still creating (NOT_STARTED); how many.
+
+    Creating a run (its planned events) took the daemon 10-40 s here. A run marked CANCELED
+    meanwhile is never queued: `DagsterInstance.submit_run` reads the run again and the queue
+    skips one that is not NOT_STARTED. Should the enqueue slip in between, the run is QUEUED and
+    the next tick cancels it like any other.
+    """
+    runs = instance.get_runs(dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill_id}, statuses=[DagsterRunStatus.NOT_STARTED]))
+    for run in runs:
+        instance.report_run_canceled(run, message="Canceled while being created: its backfill was canceled.")
+    return len(runs)
+
+
+def _stop_everything(instance: dg.DagsterInstance, backfill_id: str) -> tuple[int, int]:
+    """Runs being created or queued canceled, started ones terminated: (canceled, terminated)."""
+    unsubmitted = _cancel_unsubmitted(instance, backfill_id)
+    queued, started = stop_runs(instance, backfill_id)
+    return unsubmitted + queued, started
+
+
 def cancel_tick(instance: dg.DagsterInstance, cursor: str | None, now: float) -> tuple[str, str]:
     """One tick's work: (what it did, the new cursor). See the module docstring."""
     watched = {backfill_id: at for backfill_id, at in _parse(cursor).items() if now - at < LATE_RUN_WATCH_SECONDS}
     done = []
     for backfill_id in list(watched):
-        queued, started = stop_runs(instance, backfill_id)
-        if queued or started:
-            done.append(f"{backfill_id} (CANCELED): {queued} late queued run(s) canceled, {started} late run(s) stopped")
+        canceled, stopped = _stop_everything(instance, backfill_id)
+        if canceled or stopped:
+            done.append(f"{backfill_id} (CANCELED): {canceled} late run(s) canceled before starting, {stopped} stopped")
     for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=[BulkActionStatus.CANCELING])):
         backfill_id = backfill.backfill_id
-        queued, started = stop_runs(instance, backfill_id)
+        canceled, stopped = _stop_everything(instance, backfill_id)
         if not _has_unfinished_runs(instance, backfill_id) and _mark_canceled(instance, backfill_id):
             watched[backfill_id] = now
-            done.append(f"{backfill_id}: CANCELED ({queued} queued run(s) canceled now)")
+            done.append(f"{backfill_id}: CANCELED ({canceled} run(s) canceled before starting now)")
         else:
-            done.append(f"{backfill_id}: {queued} queued run(s) canceled, {started} running run(s) told to stop; "
-                        "CANCELED once its runs have ended")
+            done.append(f"{backfill_id}: {canceled} run(s) canceled before starting, {stopped} running run(s) told "
+                        "to stop; CANCELED once its runs have ended")
     return ("; ".join(done) or "no backfill is being canceled"), json.dumps(watched, sort_keys=True)
 
 

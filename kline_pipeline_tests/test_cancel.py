@@ -91,10 +91,14 @@ def test_the_cancel_sensor_ends_a_backfill_the_ui_canceled_and_stops_a_late_run(
     assert cancel_sensor(context).skip_message == "no backfill is being canceled"  # a running backfill is left alone
     assert dagster_env.get_run_by_id(run.run_id).status == DagsterRunStatus.QUEUED
 
+    # A second run the daemon's worker thread is still creating (its planned events being written).
+    being_created = dagster_env.add_run(run.with_status(DagsterRunStatus.NOT_STARTED)._replace(run_id=make_new_run_id()))
     backfill = dagster_env.get_backfill(backfill_id)
     dagster_env.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))  # what the UI's Cancel does
-    assert cancel_sensor(context).skip_message == f"{backfill_id}: CANCELED (1 queued run(s) canceled now)"
+    assert cancel_sensor(context).skip_message == f"{backfill_id}: CANCELED (2 run(s) canceled before starting now)"
     assert dagster_env.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
+    dagster_env.submit_run(being_created.run_id, workspace=None)  # what the thread does once it has created it
+    assert dagster_env.get_run_by_id(being_created.run_id).status == DagsterRunStatus.CANCELED  # never queued
     ended = dagster_env.get_backfill(backfill_id)
     assert ended.status == BulkActionStatus.CANCELED and ended.backfill_end_timestamp is not None
     assert json.loads(context.cursor) == {backfill_id: pytest.approx(time.time(), abs=30)}
@@ -102,7 +106,7 @@ def test_the_cancel_sensor_ends_a_backfill_the_ui_canceled_and_stops_a_late_run(
     # A run the daemon's worker thread was still creating when the backfill ended is stopped too.
     late = dagster_env.add_run(run.with_status(DagsterRunStatus.QUEUED)._replace(run_id=make_new_run_id()))
     assert cancel_sensor(context).skip_message == (
-        f"{backfill_id} (CANCELED): 1 late queued run(s) canceled, 0 late run(s) stopped")
+        f"{backfill_id} (CANCELED): 1 late run(s) canceled before starting, 0 stopped")
     assert dagster_env.get_run_by_id(late.run_id).status == DagsterRunStatus.CANCELED
     assert cancel_sensor(context).skip_message == "no backfill is being canceled"
     list(execute_backfill_iteration(daemon, logging.getLogger("test_cancel")))  # the daemon leaves it as it is

@@ -5,9 +5,10 @@ runs are mid-fetch when the cancel comes), `dagster dev` (webserver, daemon, cod
 fresh local instance in PostgreSQL, started with the project's daemon environment. The test
 launches a six-run backfill of the raw asset and its rollups as the UI does, waits until the
 daemon has created all six runs and one has been fetching for a few seconds, then sends the UI's
-own `cancelPartitionBackfill` mutation. It must be CANCELED within 60 s (kline_pipeline/cancel.py:
-the cancel sensor stops the runs within seconds, the daemon's next 30-second loop marks it), no
-run may be created after the cancel, and every stored day holds 0 or 288 candles.
+own `cancelPartitionBackfill` mutation. It must be CANCELED within 60 s (kline_pipeline/cancel_sensor.py:
+the cancel sensor stops the runs within seconds and marks the backfill CANCELED once they have
+ended), no run may be created after the cancel, every run must have ended, and every stored day
+holds 0 or 288 candles.
 
 The cancel landing while the daemon is still creating runs (at most the one being created is
 queued, then canceled) is the reliability suite's case (reliability/test_cancel.py).
@@ -16,6 +17,7 @@ queued, then canceled) is the reliability suite's case (reliability/test_cancel.
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -101,7 +103,7 @@ def cancel_trial(ui: str, store: KlineStore, *, fetching_seconds: float = 3.0, t
 
 
 @pytest.fixture
-def ui(tmp_path, monkeypatch, database_url, dagster_storage) -> str:
+def ui(tmp_path, monkeypatch, database_url, dagster_storage) -> Iterator[str]:
     """`dagster dev` on a fresh local instance, the slow simulator behind it; the UI's base URL."""
     with simulator_process(tmp_path / "sim.log", *SIMULATOR_ARGS) as sim_url:
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
