@@ -36,7 +36,7 @@ from kline_pipeline.instance.env import DAGSTER_ENV  # noqa: E402
 from kline_pipeline.partitions import symbols_partitions  # noqa: E402
 from kline_pipeline.store import KlineStore  # noqa: E402
 from kline_pipeline_tests.processes import LOCATION, dagster_dev, graphql, simulator_process  # noqa: E402
-from kline_pipeline_tests.test_cancel_ui import SIMULATOR_ARGS, SYMBOL, cancel_trial  # noqa: E402
+from kline_pipeline_tests.test_cancel_ui import BENCH_LAST, SIMULATOR_ARGS, SYMBOL, cancel_trial  # noqa: E402
 
 STOP_SENSOR = """mutation($loc: String!, $name: String!) { stopSensor(id: $name, sensorSelector: {
   repositoryLocationName: $loc, repositoryName: "__repository__", sensorName: $name}) { __typename } }"""
@@ -66,7 +66,7 @@ def main() -> None:
                 sensor = graphql(ui, STOP_SENSOR, {"loc": LOCATION, "name": "cancel_sensor"})
                 print(f"cancel_sensor: {sensor['stopSensor']['__typename']}", flush=True)
             for i in range(args.trials):
-                trial = cancel_trial(ui, store, fetching_seconds=3 + random.uniform(0, 20))
+                trial = cancel_trial(ui, store, BENCH_LAST, fetching_seconds=3 + random.uniform(0, 20))
                 whole = set(trial.day_counts.values()) <= {288}
                 trials.append(trial.seconds)
                 print(f"trial {i + 1}: CANCELED {trial.seconds:.1f} s after the cancel; {len(trial.runs)} runs, "
@@ -75,7 +75,7 @@ def main() -> None:
                       flush=True)
                 time.sleep(5)  # let the canceled runs' processes exit before the next backfill
         store.engine().dispose()
-    summary = {"sensor": not args.no_cancel_sensor, "trials": [round(s, 1) for s in trials],
+    summary = {"cancel_sensor_stopped": args.no_cancel_sensor, "trials": [round(s, 1) for s in trials],
                "min_s": round(min(trials), 1), "median_s": round(statistics.median(trials), 1),
                "max_s": round(max(trials), 1)}
     print(f"UI cancel to CANCELED: min {summary['min_s']} s, median {summary['median_s']} s, max {summary['max_s']} s")
