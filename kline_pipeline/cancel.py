@@ -28,8 +28,11 @@ Four parts fix it:
   same for every CANCELING backfill, whoever canceled it, and marks it CANCELED as soon as its
   runs have ended, without waiting for the daemon's loop. Measured with bench/bench_cancel.py
   (UI's cancel mutation on a six-run backfill with all runs created, runs fetching, `dagster dev`
-  on two cores under load 8-14 from other work): the daemon alone 37.8 / 64.7 / 86.1 s
-  (min / median / max of 5; two of five over a minute); with the sensor UI_AFTER_FIGURES.
+  on two cores shared with other work, load average 3-14): the daemon alone 37.8 / 64.7 / 86.1 s
+  (min / median / max of 5 trials; three of five over a minute); with the sensor 5.4 / 9.2 /
+  22.3 s (6 trials), no run created after the cancel, only whole days stored. What is left is
+  a run the queue had launched but that had not started yet (10-20 s here): it is stopped once
+  started.
 
 Safe to repeat: cancelling a canceled (or finished) backfill changes nothing and says so.
 """

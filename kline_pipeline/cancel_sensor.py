@@ -23,6 +23,10 @@ runs (its final cancel iteration records them as failed; here they stay "request
 the daemon's own writes is the one `cancel_backfill` already has (a write of the backfill from a
 copy read just before): at worst the status goes back to CANCELING and the next tick ends it again.
 
+Measured (bench/bench_cancel.py, UI cancel of a running six-run backfill, two shared cores):
+CANCELED 5.4 / 9.2 / 22.3 s (min / median / max, 6 trials) after the cancel; the slowest waited
+for a run the queue had launched just before the cancel to start (10-20 s here) and be stopped.
+
 Cost: an idle tick is one query by status (indexed, no rows); a CANCELING backfill adds a few run
 counts. It requests no runs; what Dagster stores per tick is its tick row and this small cursor.
 """
