@@ -27,9 +27,9 @@ Measured (bench/bench_cancel.py, UI cancel of a running six-run backfill, two sh
 CANCELED 5.4 / 9.2 / 22.3 s (min / median / max, 6 trials) after the cancel; the slowest waited
 for a run the queue had launched just before the cancel to start (10-20 s here) and be stopped.
 
-Cost: an idle tick is one query by status (indexed, no rows: 0.5 ms median in-process on the local
-PostgreSQL); a CANCELING backfill adds a few run
-counts. It requests no runs; what Dagster stores per tick is its tick row and this small cursor.
+Cost: an idle tick is one query by status (indexed, no rows: 0.5 ms median in-process on the
+local PostgreSQL); a CANCELING backfill adds a few run counts. It requests no runs; what Dagster
+stores per tick is its tick row (about 730 bytes) and this small cursor.
 """
 
 import json
