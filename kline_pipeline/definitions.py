@@ -5,6 +5,7 @@ import os
 import dagster as dg
 
 from kline_pipeline import crash
+from kline_pipeline.cancel_sensor import cancel_sensor
 from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.checks import raw_checks, rollup_checks
@@ -30,7 +31,7 @@ os.environ.setdefault(EVENT_BATCH_ENV, str(EVENT_BATCH_SIZE))
 defs = dg.Definitions(
     assets=[price_klines_5m, *rollup_assets],
     asset_checks=[raw_checks, rollup_checks],
-    sensors=[rollup_refresh_sensor, candles_fresh_sensor],
+    sensors=[rollup_refresh_sensor, candles_fresh_sensor, cancel_sensor],
     schedules=[live_refresh, outage_repair],
     jobs=[live_refresh_job, outage_repair_job],
     resources={"bybit": BybitClient(), "kline_store": KlineStore()},

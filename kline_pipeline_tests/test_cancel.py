@@ -1,14 +1,22 @@
 """Cancelling a backfill through the old API (DELETE) and the CLI (`backfill --cancel`), with the
 daemon driven in-process (see test_backfills): queued runs are canceled at once, the daemon then
-marks the backfill CANCELED, and a second cancel says there is nothing left to do. Under
-`kline-pipeline dev`, with runs busy fetching, see reliability/test_cancel.py."""
+marks the backfill CANCELED, and a second cancel says there is nothing left to do. The cancel
+sensor does the same for a backfill the UI marked CANCELING. Under `dagster dev`, with runs busy
+fetching, see test_cancel_ui.py and reliability/test_cancel.py."""
 
+import json
 import logging
+import time
 
+import dagster as dg
+import pytest
 import requests
+from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import DagsterRunStatus
+from dagster._core.utils import make_new_run_id
 from dagster._daemon.backfill import execute_backfill_iteration
 
+from kline_pipeline.cancel_sensor import LATE_RUN_WATCH_SECONDS, cancel_sensor, cancel_tick
 from kline_pipeline.cli import main
 from kline_pipeline_tests.test_api import get, post
 from kline_pipeline_tests.test_backfills import all_done, drive_daemon
@@ -73,3 +81,39 @@ def test_the_cli_refuses_bad_cancel_and_follow_arguments(dagster_env, capsys):
         assert main(argv) == 2, argv
         assert words in capsys.readouterr().err
     assert dagster_env.get_backfills() == []
+
+
+def test_the_cancel_sensor_ends_a_backfill_the_ui_canceled_and_stops_a_late_run(api, dagster_env, daemon):
+    context = dg.build_sensor_context(instance=dagster_env)
+    assert cancel_sensor(context).skip_message == "no backfill is being canceled"
+    backfill_id = post(api, JAN).json()["backfill_id"]
+    [run] = queue_runs(daemon, dagster_env)
+    assert cancel_sensor(context).skip_message == "no backfill is being canceled"  # a running backfill is left alone
+    assert dagster_env.get_run_by_id(run.run_id).status == DagsterRunStatus.QUEUED
+
+    # A second run the daemon's worker thread is still creating (its planned events being written).
+    being_created = dagster_env.add_run(run.with_status(DagsterRunStatus.NOT_STARTED)._replace(run_id=make_new_run_id()))
+    backfill = dagster_env.get_backfill(backfill_id)
+    dagster_env.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))  # what the UI's Cancel does
+    assert cancel_sensor(context).skip_message == f"{backfill_id}: CANCELED (2 run(s) canceled before starting now)"
+    assert dagster_env.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELED
+    dagster_env.submit_run(being_created.run_id, workspace=None)  # what the thread does once it has created it
+    assert dagster_env.get_run_by_id(being_created.run_id).status == DagsterRunStatus.CANCELED  # never queued
+    ended = dagster_env.get_backfill(backfill_id)
+    assert ended.status == BulkActionStatus.CANCELED and ended.backfill_end_timestamp is not None
+    assert json.loads(context.cursor) == {backfill_id: pytest.approx(time.time(), abs=30)}
+
+    # A run the daemon's worker thread was still creating when the backfill ended is stopped too.
+    late = dagster_env.add_run(run.with_status(DagsterRunStatus.QUEUED)._replace(run_id=make_new_run_id()))
+    assert cancel_sensor(context).skip_message == (
+        f"{backfill_id} (CANCELED): 1 late run(s) canceled before starting, 0 stopped")
+    assert dagster_env.get_run_by_id(late.run_id).status == DagsterRunStatus.CANCELED
+    assert cancel_sensor(context).skip_message == "no backfill is being canceled"
+    list(execute_backfill_iteration(daemon, logging.getLogger("test_cancel")))  # the daemon leaves it as it is
+    assert dagster_env.get_backfill(backfill_id).status == BulkActionStatus.CANCELED
+
+
+def test_the_cancel_sensor_forgets_a_backfill_after_the_watch(dagster_env):
+    old = json.dumps({"abcdefgh": time.time() - LATE_RUN_WATCH_SECONDS - 1})
+    assert cancel_tick(dagster_env, old, time.time()) == ("no backfill is being canceled", "{}")
+
