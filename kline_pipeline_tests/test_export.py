@@ -196,3 +196,50 @@ def test_the_manifest_of_a_delisted_symbol_names_its_delisting_and_the_days_afte
     assert manifest["delisting"] == delisted.isoformat() and manifest["complete"] is True
     assert [(d["day"], d["present"], d["delisted"]) for d in manifest["days"]] == [
         ("2025-01-01", 288, 0), ("2025-01-02", 144, 144), ("2025-01-03", 0, 288)]
+
+
+@pytest.mark.parametrize("fmt", [".parquet", ".feather", ".csv"])
+def test_many_small_chunks_over_several_connections_give_the_same_file(three_days, tmp_path, monkeypatch, fmt):
+    """Chunks of 100 rows read by two connections on one snapshot: the same rows as one chunk (the
+    same bytes for CSV; Parquet and Feather files hold one row group / record batch per chunk)."""
+    from kline_pipeline import export_stream
+
+    assert export(tmp_path, f"one{fmt}", "5m") == 0
+    monkeypatch.setattr(export_stream, "CHUNK_ROWS", 100)
+    assert len(export_stream.windows(TIMEFRAMES["5m"], JAN1, JAN1 + timedelta(days=3))) == 9
+    assert export(tmp_path, f"many{fmt}", "5m") == 0
+    assert read_rows(tmp_path / f"many{fmt}") == read_rows(tmp_path / f"one{fmt}")
+    if fmt == ".csv":
+        assert (tmp_path / f"many{fmt}").read_bytes() == (tmp_path / f"one{fmt}").read_bytes()
+    else:
+        reader = pq.ParquetFile(tmp_path / f"many{fmt}") if fmt == ".parquet" else None
+        assert (reader.num_row_groups if reader else len(feather.read_table(tmp_path / f"many{fmt}").to_batches())) == 9
+    manifest = json.loads((tmp_path / f"many{fmt}.manifest.json").read_text())
+    assert manifest["rows"] == 3 * 288
+    assert manifest["sha256"] == hashlib.sha256((tmp_path / f"many{fmt}").read_bytes()).hexdigest()
+
+
+def test_csv_times_are_iso_whatever_the_sessions_datestyle(three_days, tmp_path):
+    """The CSV's times are PostgreSQL's ISO text of the timestamp: a session set to another
+    DateStyle (psycopg2 sets ISO when it connects; a pool hook, role or driver may not) must not
+    change them."""
+    import sqlalchemy as sa
+
+    engine = three_days.engine()
+
+    def sql_datestyle(dbapi_connection, _record) -> None:
+        with dbapi_connection.cursor() as cur:
+            cur.execute("SET DateStyle = 'SQL, DMY'")
+
+    engine.dispose()  # new connections, with the hook
+    sa.event.listen(engine, "connect", sql_datestyle)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW DateStyle").scalar() == "SQL, DMY"
+        assert export(tmp_path, "btc.csv", "5m", end="2025-01-01T01:00:00Z") == 0
+    finally:
+        sa.event.remove(engine, "connect", sql_datestyle)
+        engine.dispose()
+    lines = (tmp_path / "btc.csv").read_text().splitlines()
+    assert len(lines) == 13 and lines[1].startswith("2025-01-01T00:00:00Z,")
+    assert lines[-1].startswith("2025-01-01T00:55:00Z,")
