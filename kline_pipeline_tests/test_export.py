@@ -245,3 +245,30 @@ def test_csv_times_are_iso_whatever_the_sessions_datestyle(three_days, tmp_path)
     lines = (tmp_path / "btc.csv").read_text().splitlines()
     assert len(lines) == 13 and lines[1].startswith("2025-01-01T00:00:00Z,")
     assert lines[-1].startswith("2025-01-01T00:55:00Z,")
+
+
+def test_a_failure_in_a_reader_is_raised_and_every_connection_is_returned(three_days, monkeypatch):
+    import threading
+
+    from kline_pipeline import export_stream
+
+    monkeypatch.setattr(export_stream, "CHUNK_ROWS", 100)
+    query = {"params": {"symbol": "BTCUSDT", "timeframe": "5m"}, "stride": TIMEFRAMES["5m"],
+             "start": JAN1, "end": JAN1 + timedelta(days=3)}
+    converted: list[bytes] = []
+
+    def convert(chunk: bytes) -> bytes:
+        if len(converted) == 4:
+            raise ValueError("chunk 5 is unreadable")
+        converted.append(chunk)
+        return chunk
+
+    with pytest.raises(ValueError, match="chunk 5 is unreadable"):
+        list(export_stream.copy_chunks(three_days, "export_csv_chunk.sql", convert=convert, **query))
+    assert three_days.engine().pool.checkedout() == 0
+    early = export_stream.copy_chunks(three_days, "export_csv_chunk.sql", convert=bytes, **query)
+    first = next(early)
+    early.close()  # a consumer that stops after one chunk
+    assert first.startswith(b"2025-01-01T00:00:00Z,") and first.count(b"\n") == 100
+    assert three_days.engine().pool.checkedout() == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("export-copy-")]
