@@ -28,46 +28,85 @@ SYMBOL = "BTCUSDT"
 FIRST_DAY = date(2021, 1, 1)
 
 
-def _backend_cpu(store, database: str) -> dict[int, float] | None:
-    """CPU seconds so far of each PostgreSQL backend on `database` (None: the server's /proc is not readable here)."""
-    with store.engine().connect() as conn:
-        pids = [pid for (pid,) in conn.exec_driver_sql(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %(db)s AND pid <> pg_backend_pid()", {"db": database})]
-    cpu = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-    return cpu
+class _BackendCpu:
+    """CPU seconds of the PostgreSQL backends on `database`, sampled from /proc every 20 ms in a
+    thread: the export's connections beyond the pool's size close (and their backends exit) before
+    it returns, so a reading at the end alone would miss them. A backend's last < 20 ms are missed.
+    `total` is None when the server's /proc is not readable here (a remote database)."""
+
+    def __init__(self, db_url: str) -> None:
+        import threading
+
+        import psycopg2
+        import sqlalchemy as sa
+
+        url = sa.make_url(db_url)
+        self._conn = psycopg2.connect(host=url.host, port=url.port, user=url.username, password=url.password,
+                                      dbname=url.database)
+        self._conn.autocommit = True
+        self._database = url.database
+        self._seen: dict[int, tuple[float, float]] = {}  # pid -> (first reading, last reading)
+        self._readable = True
+        self._started = False  # a backend first seen later was started meanwhile: all its CPU counts
+        self.sampler_cpu = 0.0
+        """CPU seconds of the sampling thread (in this process's figures: subtract it)."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._sample()
+        self._started = True
+        self._thread.start()
+
+    def _sample(self) -> None:
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                        (self._database,))
+            pids = [pid for (pid,) in cur.fetchall()]
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:  # exited since pg_stat_activity listed it
+                continue
+            except OSError:
+                self._readable = False
+                return
+            cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+            self._seen[pid] = (self._seen.get(pid, (cpu if not self._started else 0.0, 0.0))[0], cpu)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self._sample()
+        self.sampler_cpu = time.thread_time()
+
+    def total(self) -> float | None:
+        """Stop sampling; the CPU seconds the backends used since this object was made."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self._conn.close()
+        return sum(last - first for first, last in self._seen.values()) if self._readable else None
 
 
 def _stage(db_url: str, fmt: str, days: int) -> dict:
     """In a child process: one export, its figures."""
-    import sqlalchemy as sa
-
     from kline_pipeline.export import export_klines
     from kline_pipeline.ingest import day_start
     from kline_pipeline.store import KlineStore
 
     store = KlineStore(database_url=db_url)
-    database = sa.make_url(db_url).database
     start = day_start(FIRST_DAY)
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / f"bench.{fmt}"
         store.engine()  # connect and apply the schema outside the timing
-        before = _backend_cpu(store, database)
+        backends = _BackendCpu(db_url)
         usage = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         done = export_klines(store, symbol=SYMBOL, timeframe="5m", start=start, end=start + timedelta(days=days),
                              out=out, now=datetime.now(timezone.utc))
         seconds = time.perf_counter() - t0
         after_usage = resource.getrusage(resource.RUSAGE_SELF)
-        after = _backend_cpu(store, database)  # the export's connections are still in the pool
+        server = backends.total()
         size = out.stat().st_size
-    client = after_usage.ru_utime + after_usage.ru_stime - usage.ru_utime - usage.ru_stime
-    server = None if before is None or after is None else sum(v - before.get(pid, 0.0) for pid, v in after.items())
+    client = after_usage.ru_utime + after_usage.ru_stime - usage.ru_utime - usage.ru_stime - backends.sampler_cpu
     return {"format": fmt, "days": days, "candles": done.rows, "seconds": round(seconds, 3),
             "candles_per_s": round(done.rows / seconds), "file_mb": round(size / 2**20, 1),
             "cpu_client_s": round(client, 3), "cpu_server_s": None if server is None else round(server, 3),
