@@ -33,6 +33,7 @@ import dagster as dg  # noqa: E402
 
 from kline_pipeline import clock  # noqa: E402
 from kline_pipeline.bybit import BybitClient  # noqa: E402
+from kline_pipeline.instance.env import DAGSTER_ENV  # noqa: E402
 from kline_pipeline.models import from_ms, grid_floor, to_ms  # noqa: E402
 from kline_pipeline.partitions import symbols_partitions  # noqa: E402
 from kline_pipeline.schedules import live_refresh_job  # noqa: E402
@@ -121,6 +122,8 @@ def main() -> None:
     parser.add_argument("--history-days", type=int, default=730)
     parser.add_argument("--history-symbols", type=int, default=10)
     args = parser.parse_args()
+    for name, value in DAGSTER_ENV.items():  # as a run worker under `kline-pipeline dev` has them
+        os.environ.setdefault(name, value)
     with tempfile.TemporaryDirectory(prefix="kline_bench_live_") as tmp:
         sizes = [measure(args.admin_url, int(n), Path(tmp)) for n in args.symbols.split(",")]
         history = history_ratio(args.admin_url, args.history_symbols, args.history_days, Path(tmp))

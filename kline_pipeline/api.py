@@ -31,7 +31,7 @@ import json
 import logging
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 from starlette.applications import Starlette
@@ -44,13 +44,8 @@ from starlette.routing import Route
 
 from kline_pipeline import clock
 from kline_pipeline.api_klines import klines_endpoint
-from kline_pipeline.backfills import (
-    RequestError,
-    backfill_status,
-    max_days_from_env,
-    validate_backfill_id,
-    validate_request,
-)
+from kline_pipeline.backfill_requests import RequestError, max_days_from_env, validate_backfill_id, validate_request
+from kline_pipeline.backfills import backfill_status
 from kline_pipeline.bybit import BybitClient, BybitError
 from kline_pipeline.cancel import cancel_backfill, sweep_until_canceled
 from kline_pipeline.idempotency import KEY_HEADER, IdempotencyConflict, launch_once, validate_key
@@ -85,9 +80,9 @@ def _validation_client() -> BybitClient:
 
 
 def _default_instance() -> dg.DagsterInstance:
-    from kline_pipeline.cli import _instance
+    from kline_pipeline.instance.setup import local_instance
 
-    return _instance()
+    return local_instance()
 
 
 class _TooLarge(Exception):
@@ -242,8 +237,9 @@ def create_app(
         report = await run_in_threadpool(lambda: check_health(dagster_instance, kline_store, now=utcnow()))
         return JSONResponse(report.to_json(), status_code=200 if report.exit_code == 0 else 503)
 
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:  # 404, 405 as JSON too
-        return _error(exc.status_code, f"{exc.detail}: the API has POST, GET and DELETE /api/backfill, "
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:  # 404, 405 as JSON too
+        http = cast(HTTPException, exc)  # registered for HTTPException; Starlette types handlers by Exception
+        return _error(http.status_code, f"{http.detail}: the API has POST, GET and DELETE /api/backfill, "
                       "GET /api/klines and GET /api/health only")
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

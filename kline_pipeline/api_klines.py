@@ -19,7 +19,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from kline_pipeline.backfills import RequestError, validate_request
+from kline_pipeline.backfill_requests import RequestError, validate_request
 from kline_pipeline.export import COLUMNS, CSV_HEADER, ExportError, completeness, csv_chunks, validate_grid, \
     validate_timeframe
 from kline_pipeline.gaps import gap_report

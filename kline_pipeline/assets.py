@@ -6,7 +6,7 @@ from kline_pipeline import clock
 from kline_pipeline.bybit import BybitClient, BybitIpBanError, BybitRejectedError, InvalidCandleError
 from kline_pipeline.ingest import ingest_partitions
 from kline_pipeline.partitions import kline_partitions, partition_key
-from kline_pipeline.run_metadata import add_partition_metadata
+from kline_pipeline.event_writes import add_partition_metadata
 from kline_pipeline.store import KlineStore
 
 PARTITIONS_PER_RUN = 92

@@ -18,42 +18,38 @@ from datetime import date, datetime
 
 import dagster as dg
 
-from kline_pipeline.store import redact_url
-
-
-def _fail(message: str) -> int:
-    print(f"error: {redact_url(message)}", file=sys.stderr)
-    return 2
+from kline_pipeline.cli_support import fail
 
 
 def cmd_backfill(args: argparse.Namespace, instance: dg.DagsterInstance) -> int:
-    from kline_pipeline.backfills import RequestError, validate_backfill_id
+    from kline_pipeline.backfill_requests import RequestError, validate_backfill_id
 
     if args.cancel is not None or args.follow is not None:
         option = "--cancel" if args.cancel is not None else "--follow"
         given = [name for name in ("symbol", "start", "end") if getattr(args, name) is not None]
         given += ["missing"] if args.missing else []
         if given:
-            return _fail(f"{option} takes a backfill id only, not --{given[0]}; nothing was changed")
+            return fail(f"{option} takes a backfill id only, not --{given[0]}; nothing was changed")
         try:
             backfill_id = validate_backfill_id(args.cancel if args.cancel is not None else args.follow)
         except RequestError as exc:
-            return _fail(f"{option}: {exc}")
+            return fail(f"{option}: {exc}")
         if instance.get_backfill(backfill_id) is None:
-            return _fail(f"{option}: no backfill with id {backfill_id!r} in DAGSTER_HOME's instance")
+            return fail(f"{option}: no backfill with id {backfill_id!r} in DAGSTER_HOME's instance")
         if args.cancel is not None:
             return _cancel(instance, backfill_id, wait=args.wait)
         return follow(instance, backfill_id, poll_seconds=args.poll_seconds)
     missing = [name for name in ("symbol", "start", "end") if getattr(args, name) is None]
     if missing:
-        return _fail(f"--{missing[0]} is required to launch a backfill (or give --follow ID / --cancel ID); "
+        return fail(f"--{missing[0]} is required to launch a backfill (or give --follow ID / --cancel ID); "
                      "nothing was launched")
     return _launch(args, instance)
 
 
 def _launch(args: argparse.Namespace, instance: dg.DagsterInstance) -> int:
     from kline_pipeline import clock
-    from kline_pipeline.backfills import RequestError, launch_backfill, max_days_from_env, validate_request
+    from kline_pipeline.backfill_requests import RequestError, max_days_from_env, validate_request
+    from kline_pipeline.backfills import launch_backfill
     from kline_pipeline.bybit import BybitClient, BybitError
     from kline_pipeline.idempotency import launch_once
 
@@ -76,11 +72,11 @@ def _launch(args: argparse.Namespace, instance: dg.DagsterInstance) -> int:
                                    bybit=bybit, launched_by="cli", force=True)
     except RequestError as exc:
         message = str(exc).removeprefix(f"{exc.field}: ")  # name the option once, as typed
-        return _fail(f"--{exc.field}: {message}; nothing was launched")
+        return fail(f"--{exc.field}: {message}; nothing was launched")
     except (ValueError, BybitError) as exc:
-        from kline_pipeline.cli import _offline_hint
+        from kline_pipeline.cli_support import offline_hint
 
-        return _fail(f"{exc}; nothing was launched{_offline_hint(exc)}")
+        return fail(f"{exc}; nothing was launched{offline_hint(exc)}")
     keys = launched.partition_keys
     print(f"launched backfill {launched.backfill_id}: {len(keys)} partitions ({keys[0]} .. {keys[-1]}) "
           f"x {len(launched.asset_keys)} assets" + (f"; added symbol {symbol}" if launched.added_symbol else ""))

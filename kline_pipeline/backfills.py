@@ -13,47 +13,57 @@ the record into runs, its run queue launches them) on the same DAGSTER_HOME — 
 workspace.yaml`. Without it the backfill stays REQUESTED; nothing is lost, it starts when the
 daemon does.
 
-The backfill's asset graph is the repository's own `AssetGraph` (built from `definitions.defs`
-in this process). The stored target is only asset keys and partition subsets, so the daemon later
-executes it against the code location it loads from the workspace; both load the same module.
+The backfill's asset graph is the repository's own `AssetGraph` (`kline_pipeline.repository_graph`,
+built from `definitions.defs` in this process). The stored target is only asset keys and partition
+subsets, so the daemon later executes it against the code location it loads from the workspace;
+both load the same module.
 
-Validation of a request (`validate_request`) lives here too, shared by the HTTP API and the CLI:
-every problem raises `RequestError`, a ValueError naming the offending field.
+Reads the Dagster instance (backfills, runs, materialisations); writes only new backfill records
+(and, for a new symbol, its partition). Requests are checked before they get here, by
+`kline_pipeline.backfill_requests` (`validate_request`, `RequestError`), whose names this module
+re-exports for existing importers.
 """
 
-import functools
 import os
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
+from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
 
-from kline_pipeline.bybit import BybitClient, UnknownSymbolError
-from kline_pipeline.models import parse_utc_time
-from kline_pipeline.partitions import START_DATE, partition_key, symbols_partitions, validate_symbol
+from kline_pipeline.backfill_requests import (
+    DEFAULT_MAX_DAYS,
+    EARLIEST,
+    MAX_DAYS_ENV,
+    RequestError,
+    max_days_from_env,
+    touched_days,
+    validate_backfill_id,
+    validate_request,
+)
+from kline_pipeline.bybit import BybitClient
+from kline_pipeline.partitions import START_DATE, SYMBOLS_PARTITIONS_NAME, partition_key, validate_symbol
+from kline_pipeline.repository_graph import asset_graph
+
+# Re-exported: callers imported request checking from here before it had its own module.
+__all__ = [
+    "DEFAULT_MAX_DAYS", "EARLIEST", "MAX_DAYS_ENV", "RequestError", "max_days_from_env", "touched_days",
+    "validate_backfill_id", "validate_request",
+    "LaunchedBackfill", "asset_graph", "backfill_asset_keys", "backfill_status", "backfill_ui_url",
+    "launch_backfill", "progress_lines", "summary_line", "ui_base_url",
+]
 
 UTC = timezone.utc
-EARLIEST = datetime(2010, 1, 1, tzinfo=UTC)
-"""Ranges wholly before this are refused: no exchange has 5-minute crypto candles that old."""
-
-MAX_DAYS_ENV = "KLINE_API_MAX_DAYS"
-DEFAULT_MAX_DAYS = 3660
-"""About ten years: one request's backfill stays a size the daemon and the UI handle well."""
-
 UI_URL_ENV = "KLINE_UI_URL"
 DEFAULT_UI_URL = "http://127.0.0.1:3001"
 """`kline-pipeline dev` serves the Dagster UI on 3001 (the old API keeps 3000)."""
 
 SOURCE_TAG = "kline/launched_by"
-
-BACKFILL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-"""Dagster's backfill ids are 8 lowercase letters; anything outside this never names one."""
 
 # Terminal states of a backfill and which of them count as success (for `backfill --wait`).
 DONE_STATUSES = frozenset({
@@ -65,14 +75,6 @@ SUCCESS_STATUSES = frozenset({BulkActionStatus.COMPLETED, BulkActionStatus.COMPL
 # Per (partition, asset) progress states, most advanced first.
 MATERIALISED, FAILED, IN_PROGRESS, REQUESTED = "materialised", "failed", "in_progress", "requested"
 STATES = (MATERIALISED, FAILED, IN_PROGRESS, REQUESTED)
-
-
-class RequestError(ValueError):
-    """A request was refused; `field` names the offending input (symbol, start, end, …)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -96,34 +98,12 @@ class LaunchedBackfill:
         }
 
 
-@functools.cache
-def asset_graph() -> AssetGraph:
-    """The repository's asset graph (loading the definitions once per process)."""
-    from kline_pipeline.definitions import defs
-
-    return defs.get_repository_def().asset_graph
-
-
 def backfill_asset_keys() -> tuple[dg.AssetKey, ...]:
     """The raw asset and the six rollups, upstream first."""
     from kline_pipeline.assets import price_klines_5m
     from kline_pipeline.rollups import rollup_assets
 
     return (price_klines_5m.key, *(asset.key for asset in rollup_assets))
-
-
-def max_days_from_env() -> int:
-    """KLINE_API_MAX_DAYS, default 3660; a bad value is a configuration error, said plainly."""
-    text = os.environ.get(MAX_DAYS_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_DAYS
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{MAX_DAYS_ENV}={text!r} is not a whole number of days") from None
-    if value < 1:
-        raise ValueError(f"{MAX_DAYS_ENV}={text!r} must be at least 1")
-    return value
 
 
 def ui_base_url() -> str:
@@ -133,75 +113,6 @@ def ui_base_url() -> str:
 def backfill_ui_url(backfill_id: str, *, base: str | None = None) -> str:
     """Where the Dagster UI (1.13: route `/runs/b/<id>`) shows this backfill."""
     return f"{(base or ui_base_url()).rstrip('/')}/runs/b/{backfill_id}"
-
-
-def validate_backfill_id(value: object) -> str:
-    """`value` if it can be a backfill id, else RequestError naming field `id`."""
-    allowed = "the backfill_id a launch returned (1-64 letters, digits, _ and -)"
-    if value in (None, ""):
-        raise RequestError("id", f"id is required: {allowed}")
-    if not isinstance(value, str) or not BACKFILL_ID.fullmatch(value):
-        raise RequestError("id", f"id {value!r} is not a backfill id: use {allowed}")
-    return value
-
-
-def _time_field(value: object, name: str) -> datetime:
-    if not isinstance(value, str):
-        raise RequestError(name, f"{name}: expected an ISO 8601 UTC time string such as 2025-01-01T00:00:00Z")
-    try:
-        return parse_utc_time(value, name=name)
-    except ValueError as exc:
-        raise RequestError(name, str(exc)) from None
-
-
-def validate_request(
-    symbol: object, start_text: object, end_text: object, *, now: datetime, max_days: int,
-    bybit: BybitClient | None = None,
-) -> tuple[str, datetime, datetime]:
-    """Check a backfill (or gap report) request; return (symbol, start, end) in UTC.
-
-    Local checks come first (symbol pattern, ISO times with an offset, start < end, not wholly
-    in the future or before 2010, at most `max_days` days), so a malformed request costs no
-    exchange request. Then, if `bybit` is given, the exchange must list the symbol (an unknown
-    symbol is a `RequestError` on `symbol`; an unreachable exchange raises the client's
-    BybitError, which is not the caller's fault).
-    """
-    if symbol is None or symbol == "":
-        raise RequestError("symbol", "symbol is required, e.g. BTCUSDT")
-    try:
-        validate_symbol(symbol)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise RequestError("symbol", str(exc)) from None
-    start = _time_field(start_text, "start")
-    end = _time_field(end_text, "end")
-    if start >= end:
-        raise RequestError("end", f"end {end.isoformat()} must be after start {start.isoformat()}")
-    if start >= now:
-        raise RequestError("start", f"the range starts at {start.isoformat()}, in the future (now is "
-                           f"{now.isoformat(timespec='seconds')}); only past candles can be fetched")
-    if end <= EARLIEST:
-        raise RequestError("end", f"the range ends at {end.isoformat()}, wholly before "
-                           f"{EARLIEST.date().isoformat()}; there are no candles that old")
-    if end - start > timedelta(days=max_days):
-        raise RequestError("end", f"the range spans {(end - start) / timedelta(days=1):.1f} days; at most "
-                           f"{max_days} days per request ({MAX_DAYS_ENV}) — split it into several")
-    if bybit is not None:
-        try:
-            bybit.get_instrument(symbol=symbol)  # type: ignore[arg-type]
-        except UnknownSymbolError as exc:
-            raise RequestError("symbol", str(exc)) from None
-    return symbol, start, end  # type: ignore[return-value]
-
-
-def touched_days(start: datetime, end: datetime, *, now: datetime) -> list[date]:
-    """UTC days that [start, end) touches, within the date partitions (START_DATE .. today).
-
-    A range starting mid-day includes that day; one ending exactly at midnight does not include
-    the day that midnight begins.
-    """
-    first = max(start.astimezone(UTC).date(), date.fromisoformat(START_DATE))
-    last = min((end.astimezone(UTC) - timedelta(microseconds=1)).date(), now.astimezone(UTC).date())
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def launch_backfill(
@@ -230,7 +141,7 @@ def launch_backfill(
         if not days:
             raise RequestError("start", "none of the requested days lies within the range")
     added = False
-    if symbol not in instance.get_dynamic_partitions(symbols_partitions.name):
+    if symbol not in instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME):
         from kline_pipeline.symbols import add_symbols  # checks the exchange lists it, then adds
 
         added = bool(add_symbols(instance, bybit or BybitClient(), [symbol]))
@@ -259,9 +170,11 @@ def launch_backfill(
     )
 
 
-def _pairs(subset: object) -> set[tuple[str, str]]:
+def _pairs(subset: AssetGraphSubset) -> set[tuple[str, str]]:
     """(asset, partition) pairs of an AssetGraphSubset."""
-    return {(ap.asset_key.to_user_string(), ap.partition_key) for ap in subset.iterate_asset_partitions()}  # type: ignore[attr-defined]
+    # A backfill's assets are all partitioned: no partition key here is None (Dagster's type allows it).
+    return {(ap.asset_key.to_user_string(), ap.partition_key)  # type: ignore[misc]
+            for ap in subset.iterate_asset_partitions()}
 
 
 def _materialised_since(instance: dg.DagsterInstance, targets: Mapping[str, list[str]], after: float) -> set[tuple[str, str]]:
@@ -294,7 +207,7 @@ def _run_counts(instance: dg.DagsterInstance, backfill_id: str) -> dict[str, int
     return dict(sorted(counts.items()))
 
 
-def backfill_status(instance: dg.DagsterInstance, backfill_id: str) -> dict[str, object]:
+def backfill_status(instance: dg.DagsterInstance, backfill_id: str) -> dict[str, Any]:
     """Status and per-partition progress of a backfill, as JSON-ready data.
 
     Each (partition, asset) is `materialised`, `failed` (or skipped because upstream failed),
@@ -360,10 +273,10 @@ def _partition_row(key: str, states: Mapping[str, str]) -> dict[str, object]:
     }
 
 
-def progress_lines(status: Mapping[str, object], *, width: int = 10) -> list[str]:
+def progress_lines(status: Mapping[str, Any], *, width: int = 10) -> list[str]:
     """One text line per partition, e.g. `2025-01-03|BTCUSDT  [#####.....] materialised 4/7 assets`."""
     lines = []
-    for row in status["partitions"]:  # type: ignore[union-attr]
+    for row in status["partitions"]:
         total, done = row["assets"], row[MATERIALISED]
         filled = round(width * done / total) if total else width
         extra = "".join(f", {row[s]} {s.replace('_', ' ')}" for s in (FAILED, IN_PROGRESS) if row[s])
@@ -371,8 +284,8 @@ def progress_lines(status: Mapping[str, object], *, width: int = 10) -> list[str
     return lines
 
 
-def summary_line(status: Mapping[str, object]) -> str:
-    counts: Mapping[str, int] = status["counts"]  # type: ignore[assignment]
+def summary_line(status: Mapping[str, Any]) -> str:
+    counts: Mapping[str, int] = status["counts"]
     return (f"backfill {status['backfill_id']}: {status['status']} — {counts[MATERIALISED]}/{counts['total']} "
             f"asset partitions materialised, {counts[FAILED]} failed, {counts[IN_PROGRESS]} in progress, "
             f"{counts[REQUESTED]} waiting")

@@ -385,7 +385,8 @@ class BybitClient(dg.ConfigurableResource):
         _resolve_category(self.category)  # refuses a non-linear `category` / BYBIT_CATEGORY before any request
         category, bare, symbol = _market(symbol, category)
         window_start = first
-        server_ms: int | None | object = _UNASKED
+        server_ms: int | None = None
+        asked_server = False
         while window_start <= last:
             window_end = min(window_start + (WINDOW_CANDLES - 1) * step, last)
             reply = self._call(
@@ -398,8 +399,8 @@ class BybitClient(dg.ConfigurableResource):
             # is still open there, whatever the local clock says.
             exchange_ms = _reply_time(reply)
             if exchange_ms is None:  # the body has no `time` and no `Timenow` header came: ask, once
-                if server_ms is _UNASKED:
-                    server_ms = self.server_time_ms()
+                if not asked_server:
+                    server_ms, asked_server = self.server_time_ms(), True
                 exchange_ms = server_ms
             if exchange_ms is None:
                 # Nothing known of the exchange's clock: never take the local one for it (it may be
@@ -442,7 +443,6 @@ class BybitClient(dg.ConfigurableResource):
 
 TIMENOW_KEY = "_timenow"
 """Where `_call` keeps a reply's `Timenow` header (the exchange's clock, epoch ms) in the reply."""
-_UNASKED = object()
 
 
 def _int_or_none(value: Any) -> int | None:

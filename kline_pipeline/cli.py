@@ -7,36 +7,20 @@ import shlex
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
+from kline_pipeline.cli_support import fail, offline_hint, port_number
+from kline_pipeline.instance.setup import dagster_home, local_instance
 
-def _default_dagster_home() -> Path:
-    """The one DAGSTER_HOME of every command (see kline_pipeline/home.py), prepared and exported."""
-    from kline_pipeline.home import prepare_dagster_home
-
-    return prepare_dagster_home()
-
-
-def _instance():
-    import dagster as dg
-
-    _default_dagster_home()
-    return dg.DagsterInstance.get()
-
-
-def _fail(message: str) -> int:
-    """Print a bad-input error (credentials redacted) and return exit status 2."""
-    from kline_pipeline.store import redact_url
-
-    print(f"error: {redact_url(message)}", file=sys.stderr)
-    return 2
+# Their old private names, for code written against this module before they moved (new code
+# imports kline_pipeline.cli_support and kline_pipeline.instance.setup, never this module).
+_fail, _offline_hint, _default_dagster_home, _instance = fail, offline_hint, dagster_home, local_instance
 
 
 def cmd_symbols(args: argparse.Namespace) -> int:
     from kline_pipeline.bybit import BybitClient, BybitError
     from kline_pipeline.symbols import add_symbols, invalid_symbols, list_symbols, remove_symbol
 
-    instance = _instance()
+    instance = local_instance()
     if args.action == "list":
         for symbol in list_symbols(instance):
             print(symbol)
@@ -48,7 +32,7 @@ def cmd_symbols(args: argparse.Namespace) -> int:
         try:
             removal = remove_symbol(instance, args.symbol, purge=args.purge)
         except (ValueError, ConnectionError) as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         done = "removed the symbol partition" if removal.partition_removed else "no symbol partition to remove"
         if not args.purge:
             print(f"{args.symbol}: {done}; its stored candles and rollups are kept (--purge deletes them)")
@@ -59,48 +43,36 @@ def cmd_symbols(args: argparse.Namespace) -> int:
     try:
         added = add_symbols(instance, BybitClient(), args.symbols)
     except (ValueError, BybitError) as exc:
-        return _fail(f"{exc}; nothing was added{_offline_hint(exc)}")
+        return fail(f"{exc}; nothing was added{offline_hint(exc)}")
     known = sorted(set(args.symbols) - set(added))
     print(f"added: {', '.join(added) or 'none'}" + (f"; already present: {', '.join(known)}" if known else ""))
     return 0
-
-
-def _offline_hint(exc: Exception) -> str:
-    """Where Bybit cannot be reached at all: say that the offline simulator exists."""
-    from kline_pipeline.bybit import BybitUnavailableError
-
-    if not isinstance(exc, BybitUnavailableError) or "connection error" not in str(exc):
-        return ""
-    where = os.environ.get("BYBIT_BASE_URL") or "https://api.bybit.com"
-    return (f"\nhint: {where} could not be reached. Without internet, serve the bundled exchange simulator "
-            "and point the pipeline at it:\n  kline-pipeline simulate-exchange --port 8765 &\n"
-            "  export BYBIT_BASE_URL=http://127.0.0.1:8765\n(README: Offline mode)")
 
 
 def cmd_gaps(args: argparse.Namespace) -> int:
     import json
 
     from kline_pipeline import clock
-    from kline_pipeline.backfills import RequestError, max_days_from_env, validate_request
+    from kline_pipeline.backfill_requests import RequestError, max_days_from_env, validate_request
     from kline_pipeline.gaps import CAUSES, gap_report
     from kline_pipeline.repair import gaps_json
     from kline_pipeline.store import KlineStore
 
-    _default_dagster_home()  # the embedded database lives under it
+    dagster_home()  # the embedded database lives under it
     # Exit status 1 means "candles are missing": every bad input must be 2, never 1.
     try:
         symbol, start, end = validate_request(args.symbol, args.start, args.end, now=clock.utcnow(),
                                               max_days=max_days_from_env())
     except RequestError as exc:
-        return _fail(f"--{exc.field}: {str(exc).removeprefix(f'{exc.field}: ')}")
+        return fail(f"--{exc.field}: {str(exc).removeprefix(f'{exc.field}: ')}")
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     try:
         store = KlineStore()
         report = gap_report(store, symbol=symbol, start=start, end=end, now=clock.utcnow())
         doc = gaps_json(store, report)  # with the outage repair history of its days
     except (ValueError, ConnectionError) as exc:  # KLINE_DATABASE_URL wrong or unreachable
-        return _fail(str(exc))
+        return fail(str(exc))
     if not report.present and not _is_added(args.symbol):
         # Reported as "all missing" before: true, but the cause is that nothing fetches it.
         print(f"error: {args.symbol} is not added, so nothing fetches or stores its candles: add it with "
@@ -115,7 +87,7 @@ def cmd_gaps(args: argparse.Namespace) -> int:
         for span in report.spans:
             print(f"  {span.start:%Y-%m-%d %H:%M} .. {span.end:%Y-%m-%d %H:%M}  {span.candles:>6} candles  {span.cause}")
         print("totals: " + ", ".join(f"{cause} {report.totals[cause]}" for cause in CAUSES))
-        for attempt in doc["repairs"]:  # type: ignore[union-attr]
+        for attempt in doc["repairs"]:
             print(f"  outage repair {attempt['attempted_at'][:16].replace('T', ' ')} of {attempt['day']}: "
                   f"{attempt['recovered']} of {attempt['outage_before']} outage candles recovered, "
                   f"{attempt['still_out']} still out")
@@ -125,24 +97,24 @@ def cmd_gaps(args: argparse.Namespace) -> int:
 def _is_added(symbol: str) -> bool:
     from kline_pipeline.symbols import list_symbols
 
-    return symbol in list_symbols(_instance())
+    return symbol in list_symbols(local_instance())
 
 
 def cmd_serve_api(args: argparse.Namespace) -> int:
     from kline_pipeline.api import serve_api
 
-    _default_dagster_home()
+    dagster_home()
     try:
         serve_api(host=args.host, port=args.port)
     except ValueError as exc:  # e.g. a bad KLINE_API_MAX_DAYS
-        return _fail(str(exc))
+        return fail(str(exc))
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from kline_pipeline.backfill_cli import cmd_backfill as run
 
-    return run(args, _instance())
+    return run(args, local_instance())
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -167,24 +139,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for outage in outages:
             model.add_outage(outage.symbol, outage.start_ms, outage.end_ms)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     run_simulator(
         host=args.host, port=args.port, instruments=instruments, outages=outages,
         fail_every=args.fail_every, fail_kinds=kinds, delistings=delistings,
         clock_skew_ms=round(args.clock_skew * 1000),
     )
     return 0
-
-
-def port_number(text: str) -> int:
-    """argparse type: a TCP port 1-65535 (a bad one is a usage error, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: use 1-65535") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number: use 1-65535")
-    return value
 
 
 def _seconds(text: str, *, within: Callable[[float], bool], allowed: str) -> float:

@@ -4,9 +4,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kline_pipeline.cli import _default_dagster_home, _fail, _instance, port_number
+from kline_pipeline.cli_support import fail, port_number
 from kline_pipeline.home import PROJECT_ROOT
+from kline_pipeline.instance.setup import dagster_home, local_instance
+
+if TYPE_CHECKING:  # imported where used: argument parsing stays quick
+    import subprocess
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -16,7 +21,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     from kline_pipeline.home import DevAlreadyRunning, dev_lock, port_in_use, ui_url_of
 
-    home = _default_dagster_home()
+    home = dagster_home()
     ui_url = ui_url_of(args.host, args.port)
     api_url = None if args.no_api else f"{ui_url_of(args.host, args.api_port)}/api/backfill"
     info = {"pid": os.getpid(), "ui_url": ui_url, "api_url": api_url,
@@ -46,7 +51,7 @@ def _run_dev(args: argparse.Namespace, home: Path, *, ui_url: str, api_url: str 
     # Create (or migrate) the instance's storage once, here: the API and dagster dev start
     # at the same moment, and two processes creating a fresh DAGSTER_HOME's tables at once race
     # in alembic ("more than one head"), which left a newcomer's first `dev` without a UI.
-    _instance().dispose()
+    local_instance().dispose()
     received: list[int] = []
 
     def interrupt(signum: int, frame: object) -> None:
@@ -87,7 +92,7 @@ def _run_dev(args: argparse.Namespace, home: Path, *, ui_url: str, api_url: str 
             signal.signal(sig, handler)
 
 
-def _stop_child(child, *, grace: float) -> None:
+def _stop_child(child: "subprocess.Popen[bytes] | None", *, grace: float) -> None:
     import subprocess
 
     if child is None or child.poll() is not None:
@@ -111,12 +116,12 @@ def cmd_db(args: argparse.Namespace) -> int:
 
     from kline_pipeline.dbshell import libpq_url, psql_invocation
 
-    _default_dagster_home()
+    dagster_home()
     if args.action == "url":
         try:
             url = KlineStore().resolved_url()
         except ValueError as exc:  # KLINE_DATABASE_URL malformed: say why, never echo it
-            return _fail(f"KLINE_DATABASE_URL: {exc}")
+            return fail(f"KLINE_DATABASE_URL: {exc}")
         print(redact_url(libpq_url(url) if args.libpq else url))
     elif args.action == "psql":
         store = KlineStore()
@@ -152,7 +157,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                                             f"({home.why}): nothing ran there yet; start `kline-pipeline dev`"),))
     else:
         try:
-            instance = _instance()
+            instance = local_instance()
         except Exception as exc:  # e.g. the production dagster.yaml without DAGSTER_PG_URL
             reason = (str(exc).strip().splitlines() or [""])[0]
             report = HealthReport(now, (Finding("dagster instance", "", UNKNOWN, f"cannot open the instance at "

@@ -11,6 +11,7 @@ start/stop; `kline-pipeline db stop` stops it. Data lives on disk and survives r
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg2
@@ -37,7 +38,7 @@ def _alive(process: psutil.Process | None) -> bool:
         return False
 
 
-def _server(pgdata: Path):
+def _server(pgdata: Path) -> Any:  # a pgserver.PostgresServer (pgserver has no type information)
     import pgserver  # imported lazily: only the embedded mode needs it
     from pgserver.postgres_server import PostgresServer
 
@@ -92,7 +93,7 @@ def _resolve(pgdata: Path, database: str) -> tuple[str, object]:
 
 def stop_embedded(pgdata: Path | None = None) -> bool:
     """Stop the embedded server on `pgdata` if one runs there; True if it was stopped."""
-    from pgserver._commands import pg_ctl
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import (setattr per binary)
     from pgserver.utils import PostmasterInfo
 
     pgdata = (pgdata or default_pgdata()).expanduser().resolve()

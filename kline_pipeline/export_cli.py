@@ -29,13 +29,14 @@ def add_export_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]
 
 def cmd_export(args: argparse.Namespace) -> int:
     from kline_pipeline import clock
-    from kline_pipeline.backfills import RequestError, validate_request
-    from kline_pipeline.cli import _default_dagster_home, _fail
+    from kline_pipeline.backfill_requests import RequestError, validate_request
+    from kline_pipeline.cli_support import fail as _fail
     from kline_pipeline.export import ExportError, IncompleteRange, export_klines, output_format, validate_grid, \
         validate_timeframe
+    from kline_pipeline.instance.setup import dagster_home
     from kline_pipeline.store import KlineStore
 
-    _default_dagster_home()  # the embedded database lives under it
+    dagster_home()  # the embedded database lives under it
     now = clock.utcnow()
     try:  # every bad argument before touching the database: exit 2, nothing written
         symbol, start, end = validate_request(args.symbol, args.start, args.end, now=now, max_days=100 * 366)

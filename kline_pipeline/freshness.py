@@ -18,7 +18,7 @@ import dagster as dg
 
 from kline_pipeline import clock
 from kline_pipeline.checks import FRESHNESS_CHECK_KEY, Facts, evaluate, evaluation_events
-from kline_pipeline.partitions import partition_key, symbols_partitions, valid_symbols
+from kline_pipeline.partitions import SYMBOLS_PARTITIONS_NAME, partition_key, valid_symbols
 from kline_pipeline.store import KlineStore
 
 
@@ -52,7 +52,7 @@ def report_freshness(
     "the live refresh stopped): a symbol that is not refreshed turns WARN, then ERROR, without any run.",
 )
 def candles_fresh_sensor(context: dg.SensorEvaluationContext, kline_store: KlineStore) -> dg.SkipReason:
-    symbols = valid_symbols(context.instance.get_dynamic_partitions(symbols_partitions.name))
+    symbols = valid_symbols(context.instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME))
     recorded = report_freshness(context.instance, kline_store, symbols, clock.utcnow(),
                                 context.instance.report_runless_asset_event)
     return dg.SkipReason(f"{len(symbols)} symbols checked; freshness changed for "

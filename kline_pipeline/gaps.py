@@ -153,13 +153,11 @@ def gap_report(store: KlineStore, *, symbol: str, start: datetime, end: datetime
     if start >= end:
         raise ValueError(f"invalid range: start {start.isoformat()} is not before end {end.isoformat()}")
     lo, hi = from_ms(grid_ceil(to_ms(start))), from_ms(grid_ceil(to_ms(end)))
-    params = {"symbol": symbol, "start": lo, "end": hi}
-    rows = store.query("gap_holes.sql", params)
-    present = rows[-1][2]
-    holes = [(to_ms(a), to_ms(b)) for a, b, _ in rows if a is not None]
-    context = store.query("gap_context.sql", params)
-    launch, listing_known, delivery = context[0][0], context[0][1], context[0][4]
-    outages = [(to_ms(a), to_ms(b)) for _, _, a, b, _ in context if a is not None]
+    stored = store.gap_holes(symbol=symbol, start=lo, end=hi)
+    holes = [(to_ms(a), to_ms(b)) for a, b in stored.holes]
+    context = store.gap_context(symbol=symbol, start=lo, end=hi)
+    launch, listing_known, delivery = context.listing, context.listing_known, context.delisting
+    outages = [(to_ms(a), to_ms(b)) for a, b in context.outages]
     delisted_ms = grid_ceil(to_ms(delivery)) if delivery else None
     # A symbol never ingested has no known listing: its holes are simply missing.
     listed_ms = (grid_floor(to_ms(launch)) if launch else to_ms(hi)) if listing_known else None
@@ -169,7 +167,7 @@ def gap_report(store: KlineStore, *, symbol: str, start: datetime, end: datetime
                              delisted_ms=delisted_ms)
     ]
     return GapReport(symbol=symbol, start=lo, end=hi, listing=launch, listing_known=listing_known,
-                     present=present, spans=tuple(spans), delisting=delivery)
+                     present=stored.present, spans=tuple(spans), delisting=delivery)
 
 
 def missing_days(report: GapReport) -> list[date]:

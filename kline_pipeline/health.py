@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import dagster as dg
@@ -20,8 +21,8 @@ from kline_pipeline.checks import Facts, Outcome
 from kline_pipeline.checks.rules import FRESHNESS_TOLERANCE, candles_fresh
 from kline_pipeline.gaps import MISSING, OUTAGE, gap_report
 from kline_pipeline.models import CANDLE_MS
-from kline_pipeline.partitions import partition_key, symbols_partitions, valid_symbols
-from kline_pipeline.store import KlineStore, redact_url
+from kline_pipeline.partitions import SYMBOLS_PARTITIONS_NAME, partition_key, valid_symbols
+from kline_pipeline.store import KlineStore, SymbolSpan, redact_url
 
 OK, PROBLEM, UNKNOWN = "ok", "problem", "unknown"
 STATUSES = {OK: ("healthy", 0), PROBLEM: ("problems", 1), UNKNOWN: ("unknown", 2)}
@@ -124,7 +125,7 @@ def _guarded(section: str, gather: Callable[[], Iterable[Finding]]) -> list[Find
 def candle_database(store: KlineStore) -> Iterator[Finding]:
     url = redact_url(store.resolved_url())
     try:
-        store.query("health_symbols.sql", {"symbols": []})
+        store.symbol_spans([])  # no symbol: only proves the database answers
     except ConnectionError as exc:  # already names the (redacted) URL and the reason
         yield Finding("candle database", "", PROBLEM, str(exc), {"url": url})
         return
@@ -202,18 +203,21 @@ def automation(instance: dg.DagsterInstance, now: datetime) -> Iterator[Finding]
 
 
 def symbols(instance: dg.DagsterInstance, store: KlineStore, now: datetime) -> Iterator[Finding]:
-    names = valid_symbols(sorted(instance.get_dynamic_partitions(symbols_partitions.name)))
+    names = valid_symbols(sorted(instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME)))
     if not names:
         yield Finding("symbols", "", UNKNOWN, "no symbol added yet, nothing to check: `kline-pipeline symbols add "
                       "BTCUSDT` (offline: see README, Offline mode)")
         return
     keys = {symbol: partition_key(now.date(), symbol) for symbol in names}
     facts = Facts(store, list(keys.values()), now).prefetch_latest(names)  # two queries for all symbols
-    for symbol, first, newest in store.query("health_symbols.sql", {"symbols": names}):
-        # _guarded calls each lambda at once; the defaults only make that explicit.
-        yield from _guarded(f"candles {symbol}", lambda symbol=symbol, first=first, newest=newest: _symbol(
-            store, symbol, first, newest, now, candles_fresh(facts, keys[symbol])))
-        yield from _guarded(f"repairs {symbol}", lambda symbol=symbol, first=first: repairs(store, symbol, first, now))
+    for span in store.symbol_spans(names):
+        # _guarded calls each at once, inside its try: a symbol that cannot be checked is one `unknown`.
+        yield from _guarded(f"candles {span.symbol}", partial(_candles, store, facts, keys[span.symbol], span, now))
+        yield from _guarded(f"repairs {span.symbol}", partial(repairs, store, span.symbol, span.first, now))
+
+
+def _candles(store: KlineStore, facts: Facts, key: str, span: SymbolSpan, now: datetime) -> Iterator[Finding]:
+    return _symbol(store, span.symbol, span.first, span.newest, now, candles_fresh(facts, key))
 
 
 def repairs(store: KlineStore, symbol: str, first: datetime | None, now: datetime) -> Iterator[Finding]:
@@ -242,6 +246,7 @@ def _symbol(store: KlineStore, symbol: str, first: datetime | None, newest: date
         yield Finding("candles", symbol, PROBLEM, "no candle stored: launch a backfill (UI, or `kline-pipeline "
                       f"backfill --symbol {symbol} ...`) or let live_refresh fetch the latest")
         return
+    assert first is not None  # a symbol with a newest candle has a first one (sql/health_symbols.sql)
     age = now - (newest + CANDLE)
     error = fresh.metadata.get("last_live_error")
     detail = (f"newest candle closed {ago(age)} ago (limit {ago(CANDLE + FRESHNESS_TOLERANCE)})"

@@ -25,14 +25,8 @@ from datetime import date, datetime
 import dagster as dg
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus, PartitionBackfill
 
-from kline_pipeline.backfills import (
-    LaunchedBackfill,
-    RequestError,
-    backfill_asset_keys,
-    backfill_ui_url,
-    launch_backfill,
-    touched_days,
-)
+from kline_pipeline.backfill_requests import RequestError, touched_days
+from kline_pipeline.backfills import LaunchedBackfill, backfill_asset_keys, backfill_ui_url, launch_backfill
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.partitions import partition_key
 

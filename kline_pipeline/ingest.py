@@ -8,11 +8,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
+from typing import TypedDict
 
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.models import CANDLE_MS, Candle, Instrument, from_ms, grid_ceil, grid_floor, to_ms
 from kline_pipeline.prefetch import prefetched
 from kline_pipeline.partitions import contiguous_runs, days_by_symbol, split_market, validate_symbol
+from kline_pipeline.event_writes import Metadata
 from kline_pipeline.store import DayWriter, KlineStore
 
 DAY = timedelta(days=1)
@@ -43,8 +45,8 @@ class DayReport:
     last_candle: datetime | None = None
     empty_reason: str | None = None
 
-    def metadata(self) -> dict[str, object]:
-        meta: dict[str, object] = {
+    def metadata(self) -> Metadata:
+        meta: Metadata = {
             "category": split_market(self.symbol)[0],
             "rows": self.rows, "rows_changed": self.changed, "rows_deleted": self.deleted,
             "requests": round(self.requests, 3),
@@ -95,7 +97,7 @@ class IngestReport:
             days=self.days + other.days,
         )
 
-    def run_metadata(self) -> dict[str, object]:
+    def run_metadata(self) -> Metadata:
         """Figures of the whole run, shown beside each day's own (prefixed `run_`)."""
         return {
             "run_partitions": self.partitions,
@@ -103,6 +105,14 @@ class IngestReport:
             "run_requests": self.requests,
             "listing_times": ", ".join(f"{s}: {t}" for s, t in sorted(self.listings.items())) or "none",
         }
+
+
+class _Judged(TypedDict):
+    """How `_write` judges a day's fetched span: from the listing, up to what has closed."""
+
+    listed_ms: int
+    closed_until_ms: int
+    now: datetime
 
 
 def _write(
@@ -166,7 +176,7 @@ def sweep(
     closed_ms = grid_floor(to_ms(now))
     if delisted_ms is not None:
         closed_ms = min(closed_ms, grid_ceil(delisted_ms))
-    where = {"listed_ms": listed_ms, "closed_until_ms": closed_ms, "now": now}
+    where: _Judged = {"listed_ms": listed_ms, "closed_until_ms": closed_ms, "now": now}
     first_day, last_day = start.date(), (end - timedelta(microseconds=1)).date()
     bounds = {
         first_day + timedelta(days=i): (max(start, day_start(first_day + timedelta(days=i))),

@@ -28,12 +28,15 @@ CATEGORIES = ("linear", "spot", "inverse")
 DEFAULT_CATEGORY = "linear"
 """The market of a symbol written without a prefix."""
 
-symbols_partitions = dg.DynamicPartitionsDefinition(name="symbols")
+SYMBOLS_PARTITIONS_NAME = "symbols"
+"""The dynamic partitions of symbols, by name: what the instance's partition calls take (typed `str`,
+where `symbols_partitions.name` is `str | None`)."""
+symbols_partitions = dg.DynamicPartitionsDefinition(name=SYMBOLS_PARTITIONS_NAME)
 daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1, timezone="UTC")
 kline_partitions = dg.MultiPartitionsDefinition({"date": daily_partitions, "symbol": symbols_partitions})
 
 
-def validate_symbol(symbol: str) -> str:
+def validate_symbol(symbol: object) -> str:
     """Return `symbol` (a market: `BTCUSDT`, `spot:BTCUSDT`, `inverse:BTCUSD`) if it is well formed,
     else raise a ValueError naming it and what is allowed."""
     if not isinstance(symbol, str) or not SYMBOL_PATTERN.fullmatch(symbol):

@@ -18,11 +18,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.gaps import GapReport
 from kline_pipeline.ingest import IngestReport, ingest_days
-from kline_pipeline.store import KlineStore
+from kline_pipeline.store import KlineStore, RepairAttempt
 
 DELAYS_ENV = "KLINE_OUTAGE_REPAIR_AFTER"
 DEFAULT_DELAYS = "1h,24h,7d"
@@ -58,11 +59,7 @@ def describe(delays: Sequence[timedelta]) -> str:
 def due_repairs(store: KlineStore, *, symbols: Sequence[str], now: datetime,
                 delays: Sequence[timedelta]) -> dict[str, list[date]]:
     """The days per symbol whose recorded outages are due for a re-fetch (sql/due_outage_repairs.sql)."""
-    due: dict[str, list[date]] = {}
-    rows = store.query("due_outage_repairs.sql", {"symbols": list(symbols), "now": now, "delays": list(delays)})
-    for symbol, day, _ in rows:
-        due.setdefault(symbol, []).append(day)
-    return due
+    return store.due_outage_repairs(symbols=symbols, now=now, delays=delays)
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ class DayRepair:
 
 
 def _outage_candles(store: KlineStore, symbol: str, days: Sequence[date]) -> dict[date, int]:
-    return dict(store.query("outage_candles_by_day.sql", {"symbol": symbol, "days": list(days)}))
+    return store.outage_candles_by_day(symbol=symbol, days=days)
 
 
 def repair_symbol(*, bybit: BybitClient, store: KlineStore, symbol: str, days: Sequence[date], now: datetime,
@@ -99,31 +96,13 @@ def repair_symbol(*, bybit: BybitClient, store: KlineStore, symbol: str, days: S
     return repairs, report
 
 
-@dataclass(frozen=True)
-class RepairAttempt:
-    """One row of `price_kline_gap_repairs`."""
-
-    day: date
-    attempted_at: datetime
-    outage_before: int
-    recovered: int
-    still_out: int
-    run_id: str | None
-
-    def to_json(self) -> dict[str, object]:
-        return {"day": self.day.isoformat(), "attempted_at": self.attempted_at.isoformat(),
-                "outage_before": self.outage_before, "recovered": self.recovered, "still_out": self.still_out,
-                "run_id": self.run_id}
-
-
 def repair_history(store: KlineStore, *, symbol: str, start: datetime, end: datetime,
                    since: datetime | None = None) -> list[RepairAttempt]:
     """The repair attempts of `symbol` for the days of [start, end) (made at or after `since`)."""
-    rows = store.query("repair_history.sql", {"symbol": symbol, "start": start, "end": end, "since": since})
-    return [RepairAttempt(*row) for row in rows]
+    return store.repair_history(symbol=symbol, start=start, end=end, since=since)
 
 
-def gaps_json(store: KlineStore, report: GapReport) -> dict[str, object]:
+def gaps_json(store: KlineStore, report: GapReport) -> dict[str, Any]:
     """`kline-pipeline gaps --json` and the API's type=gaps: the report and the repair history of its days."""
     return {**report.to_json(), "repairs": [a.to_json() for a in repair_history(
         store, symbol=report.symbol, start=report.start, end=report.end)]}

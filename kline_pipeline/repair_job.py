@@ -11,7 +11,8 @@ from kline_pipeline import clock
 from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.checks import FRESHNESS_CHECK_KEY, RAW_CHECK_KEYS, Facts, evaluate, evaluation_events
-from kline_pipeline.partitions import partition_key, symbols_partitions, valid_symbols
+from kline_pipeline.event_writes import log_check_evaluations
+from kline_pipeline.partitions import SYMBOLS_PARTITIONS_NAME, partition_key, valid_symbols
 from kline_pipeline.repair import DELAYS_ENV, DayRepair, delays_from_env, describe, due_repairs, parse_delays, \
     repair_symbol
 from kline_pipeline.store import KlineStore
@@ -37,7 +38,7 @@ def repair_outages(context: dg.OpExecutionContext, config: OutageRepairConfig, b
     Re-running re-fetches whole days again: the same rows, one more recorded attempt."""
     now = clock.utcnow()
     delays = parse_delays(config.after) if config.after else delays_from_env()
-    symbols = valid_symbols(context.instance.get_dynamic_partitions(symbols_partitions.name))
+    symbols = valid_symbols(context.instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME))
     due = due_repairs(kline_store, symbols=symbols, now=now, delays=delays)
     repairs: list[DayRepair] = []
     for symbol, days in due.items():
@@ -55,8 +56,8 @@ def repair_outages(context: dg.OpExecutionContext, config: OutageRepairConfig, b
     keys = [partition_key(r.day, r.symbol) for r in repairs if r.changed or r.recovered]
     if keys:  # the raw checks judge the new versions (candles_fresh follows its own sensor)
         checks = [k for k in RAW_CHECK_KEYS if k != FRESHNESS_CHECK_KEY]
-        for event in evaluation_events(context.instance, evaluate(checks, keys, Facts(kline_store, keys, now))):
-            context.log_event(event)
+        log_check_evaluations(context, evaluation_events(
+            context.instance, evaluate(checks, keys, Facts(kline_store, keys, now))))
     recovered = {s: sum(r.recovered for r in repairs if r.symbol == s) for s in due}
     context.log.info(f"{len(repairs)} day(s) re-fetched for {len(due)} symbol(s) (outages due after "
                      f"{describe(delays)}); {sum(recovered.values())} candle(s) recovered, "
@@ -82,7 +83,7 @@ def outage_repair_job() -> None:
 )
 def outage_repair(context: dg.ScheduleEvaluationContext, kline_store: KlineStore) -> dg.RunRequest | dg.SkipReason:
     delays = delays_from_env()
-    symbols = valid_symbols(context.instance.get_dynamic_partitions(symbols_partitions.name))
+    symbols = valid_symbols(context.instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME))
     due = due_repairs(kline_store, symbols=symbols, now=clock.utcnow(), delays=delays)
     if not due:
         return dg.SkipReason(f"no recorded exchange outage is due for a re-fetch (after {describe(delays)})")

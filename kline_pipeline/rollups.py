@@ -8,7 +8,7 @@ import dagster as dg
 from kline_pipeline.assets import PARTITIONS_PER_RUN, price_klines_5m
 from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.partitions import contiguous_runs, days_by_symbol, kline_partitions, partition_key
-from kline_pipeline.run_metadata import add_partition_metadata
+from kline_pipeline.event_writes import Metadata, add_partition_metadata
 from kline_pipeline.store import KlineStore
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
         ),
     )
     def _rollup(context: dg.AssetExecutionContext, kline_store: KlineStore) -> dg.MaterializeResult:
-        figures: dict[str, dict[str, object]] = {}
+        figures: dict[str, Metadata] = {}
+        buckets = 0
         for symbol, days in days_by_symbol(context.partition_keys).items():
             # Every bucket lies inside one UTC day, so a run of days is one independent window.
             for run in contiguous_runs(days):
@@ -76,9 +77,11 @@ def build_rollup_asset(rollup: Rollup) -> dg.AssetsDefinition:
                     rollup=rollup.table, symbol=symbol, start=day_start(run[0]), end=day_start(run[-1]) + DAY
                 )
                 for day in run:  # each day partition shows its own buckets
-                    figures[partition_key(day, symbol)] = summary.for_day(day).metadata(rollup.full_count)
-        run = {"run_partitions": len(figures), "run_buckets": sum(int(f["buckets"]) for f in figures.values())}
-        add_partition_metadata(context, {key: {**day, **run} for key, day in figures.items()})
+                    of_day = summary.for_day(day)
+                    buckets += of_day.buckets
+                    figures[partition_key(day, symbol)] = of_day.metadata(rollup.full_count)
+        totals = {"run_partitions": len(figures), "run_buckets": buckets}
+        add_partition_metadata(context, {key: {**day, **totals} for key, day in figures.items()})
         kline_store.record_job_run(rollups=[rollup.timeframe], succeeded=True,  # timescaledb_information
                                    started_at=context.instance.get_run_record_by_id(context.run_id).start_time)
         return dg.MaterializeResult()

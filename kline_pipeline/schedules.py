@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from datetime import date, datetime, timedelta
 
 import dagster as dg
@@ -33,10 +34,12 @@ from kline_pipeline.checks import (
     Facts,
     evaluate,
     evaluation_events,
+    log_evaluation,
 )
+from kline_pipeline.event_writes import log_check_evaluations, log_materializations
 from kline_pipeline.freshness import report_freshness
 from kline_pipeline.live import DEFAULT_LOOKBACK_MINUTES, SymbolTick, refresh_symbol, validate_lookbacks
-from kline_pipeline.partitions import partition_key, symbols_partitions, valid_symbols
+from kline_pipeline.partitions import SYMBOLS_PARTITIONS_NAME, partition_key, valid_symbols
 from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline.store import KlineStore
 
@@ -108,27 +111,28 @@ def _record(context: dg.OpExecutionContext, store: KlineStore, ticks: dict[str, 
     keys = [partition_key(day, symbol) for symbol, symbol_days in days.items() for day in symbol_days]
     if keys:
         facts = Facts(store, keys, now)
+        materializations = []
         for symbol, symbol_days in days.items():
             tick, ingest = ticks[symbol], {d.day: d for d in ticks[symbol].ingest.days}
             for day in symbol_days:
                 key = partition_key(day, symbol)
                 fetched = ingest[day].metadata() if day in ingest else {}
-                context.log_event(dg.AssetMaterialization(price_klines_5m.key, partition=key, metadata={
+                materializations.append(dg.AssetMaterialization(price_klines_5m.key, partition=key, metadata={
                     **fetched, "rows": facts.gaps(key).present, "mode": "live refresh",
                     "as_of": tick.closed_until.isoformat()}))
         # Rollups after the raw days: the rollup sensor then sees them as already refreshed.
         for symbol, symbol_days in days.items():
             for table, (start, end, summary) in ticks[symbol].rollups.items():
                 for day in symbol_days:
-                    context.log_event(dg.AssetMaterialization(table, partition=partition_key(day, symbol), metadata={
+                    materializations.append(dg.AssetMaterialization(table, partition=partition_key(day, symbol), metadata={
                         **summary.for_day(day).metadata(ROLLUP_BY_TABLE[table].full_count), "mode": "live refresh",
                         "window": f"{start.isoformat()} .. {end.isoformat()}"}))
+        log_materializations(context, materializations)
         check_keys = RAW_CHECK_KEYS + [k for keys_ in ROLLUP_CHECK_KEYS.values() for k in keys_]
         outcomes = evaluate(check_keys, keys, facts)
         for symbol in ticks:  # today's candles_fresh is recorded by report_freshness, which remembers it
             outcomes[FRESHNESS_CHECK_KEY].pop(partition_key(now.date(), symbol), None)
-        for event in evaluation_events(context.instance, outcomes):
-            context.log_event(event)
+        log_check_evaluations(context, evaluation_events(context.instance, outcomes))
     store.mark_live_recorded(symbols=list(ticks), through=now.date() - timedelta(days=1))
     return days
 
@@ -146,7 +150,7 @@ def refresh_latest_candles(
         if wait > 0:
             time.sleep(wait)
     now = clock.utcnow()
-    registered = list(context.instance.get_dynamic_partitions(symbols_partitions.name))
+    registered = list(context.instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME))
     symbols = valid_symbols(registered)
     errors = {s: "not a valid Bybit symbol (2-30 characters of A-Z and 0-9, prefixed spot: or inverse: for "
               "those markets); remove it with "
@@ -158,7 +162,8 @@ def refresh_latest_candles(
     recorded = _record(context, kline_store, ticks, now)
     # Today's candles_fresh: recorded on a change, and wherever today was just (re)materialized.
     rematerialized = [symbol for symbol, days in recorded.items() if now.date() in days]
-    fresh = report_freshness(context.instance, kline_store, symbols, now, context.log_event, always=rematerialized)
+    fresh = report_freshness(context.instance, kline_store, symbols, now, partial(log_evaluation, context),
+                             always=rematerialized)
     for symbol in sorted(errors):
         context.log.error(f"{symbol}: {errors[symbol]}")
     delisted = sorted(set(symbols) - set(ticks) - set(errors))
@@ -178,7 +183,7 @@ def refresh_latest_candles(
 def fail_for_failed_symbols(context: dg.OpExecutionContext, errors: dict[str, str]) -> None:
     """Fail the run when any symbol failed, naming them (the others were refreshed and recorded)."""
     if errors:
-        registered = len(context.instance.get_dynamic_partitions(symbols_partitions.name))
+        registered = len(context.instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME))
         raise dg.Failure(description=f"live refresh failed for {len(errors)} of {registered} symbol(s): "
                          f"{', '.join(list(errors)[:20])}", metadata=dict(list(errors.items())[:50]))
 

@@ -36,7 +36,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from kline_pipeline import clock
 from kline_pipeline.assets import PARTITIONS_PER_RUN, price_klines_5m
 from kline_pipeline.hand_changes import new_claim, partitions_to_refresh, take_hand_changes
-from kline_pipeline.partitions import contiguous_runs, partition_key, split_partition_key, symbols_partitions
+from kline_pipeline.partitions import SYMBOLS_PARTITIONS_NAME, contiguous_runs, partition_key, split_partition_key
 from kline_pipeline.rollups import rollup_assets
 from kline_pipeline.store import KlineStore, redact_url
 
@@ -152,7 +152,7 @@ def evaluate_tick(instance: dg.DagsterInstance, cursor: RollupCursor,
             log.warning("hand-changed days not read this tick: %s", redact_url(str(exc).splitlines()[0]))
             return (run_requests(stale, unique=unique),
                     RollupCursor(after=after, waiting=tuple(sorted(waiting)), claim=cursor.claim))
-        registered = instance.get_dynamic_partitions(symbols_partitions.name)
+        registered = instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME)
         for key in partitions_to_refresh(pairs, registered=registered, today=clock.utcnow().date()):
             stale[key] = frozenset(ROLLUP_KEYS)  # a hand change can touch any rollup of the day
         unique = f"{after}:{claim}" if pairs else unique

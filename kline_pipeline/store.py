@@ -1,11 +1,16 @@
-"""The candle store: a PostgreSQL resource that owns the schema and the bulk write path."""
+"""The candle store: a PostgreSQL resource that owns the schema, the bulk write path and every read.
+
+`KlineStore` is the one gateway to the candle database. Its writes are here; its typed reads come
+from `StoreReads` (store_reads.py), which return frozen dataclasses (re-exported here), so no caller
+reads a row by position.
+"""
 
 import io
 import os
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -19,7 +24,28 @@ from sqlalchemy.exc import ArgumentError
 
 from kline_pipeline import clock
 from kline_pipeline.models import Candle, Instrument
+from kline_pipeline.event_writes import Metadata
 from kline_pipeline.sqlfiles import schema_files, sql_text
+from kline_pipeline.store_reads import (
+    GapContext,
+    GapHoles,
+    LiveState,
+    PartialBucket,
+    RepairAttempt,
+    RollupBucket,
+    RollupMismatch,
+    StoredSummary,
+    StoreReads,
+    SymbolSpan,
+    Violation,
+)
+
+__all__ = [  # the read model, importable from here as before it had its own module
+    "GapContext", "GapHoles", "LiveState", "PartialBucket", "RepairAttempt", "RollupBucket", "RollupMismatch",
+    "StoredSummary", "SymbolSpan", "Violation",
+    "DayWrite", "DayWriter", "FreshReports", "KlineStore", "RollupDay", "RollupSummary", "normalize_database_url",
+    "redact_url",
+]
 
 # Any constant works; it only has to be the same in every process applying the schema.
 SCHEMA_LOCK_KEY = 7_415_826_001
@@ -110,7 +136,7 @@ class RollupDay:
     partial_buckets: int
     last_bucket: datetime | None
 
-    def metadata(self, full_count: int) -> dict[str, object]:
+    def metadata(self, full_count: int) -> Metadata:
         return {"buckets": self.buckets, "partial_buckets": self.partial_buckets, "full_bucket_candles": full_count,
                 "last_bucket": self.last_bucket.isoformat() if self.last_bucket else "none"}
 
@@ -124,25 +150,6 @@ class RollupSummary:
     def for_day(self, day: date) -> RollupDay:
         """The figures of `day` (no buckets: it held no candles)."""
         return next((d for d in self.days if d.day == day), RollupDay(day, 0, 0, None))
-
-
-@dataclass(frozen=True, slots=True)
-class LiveState:
-    """What the live refresh knows about one symbol between ticks (sql/schema_006_live_state.sql)."""
-
-    symbol: str
-    last_tick_at: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
-    pending_since: datetime | None
-    recorded_through: date | None
-    reported_state: str | None
-    reported_day: date | None
-
-    @property
-    def failing(self) -> bool:
-        """The symbol's latest tick failed (its error is newer than its last success)."""
-        return self.last_error_at is not None and (self.last_tick_at is None or self.last_error_at > self.last_tick_at)
 
 
 class FreshReports:
@@ -159,14 +166,6 @@ class FreshReports:
     def save(self, outcomes: dict[str, str], *, at: datetime) -> None:
         self._conn.exec_driver_sql(sql_text("save_fresh_reports.sql"), {
             "symbols": list(outcomes), "states": list(outcomes.values()), "day": self.day, "at": at})
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSummary:
-    rows: int
-    first_candle: datetime | None
-    last_candle: datetime | None
-    checksum: str
 
 
 _engines: dict[str, Engine] = {}
@@ -240,7 +239,7 @@ class DayWriter:
             pass
 
 
-class KlineStore(dg.ConfigurableResource):
+class KlineStore(dg.ConfigurableResource, StoreReads):
     """PostgreSQL candle store.
 
     `database_url` unset: KLINE_DATABASE_URL is read at run time; if that is unset too, the
@@ -278,7 +277,7 @@ class KlineStore(dg.ConfigurableResource):
             reason = redact_url(str(cause).strip().splitlines()[0])  # libpq may quote the DSN
             raise ConnectionError(f"cannot reach the candle database at {redact_url(url)}: {reason}") from None
         try:
-            with raw.cursor() as cur:
+            with closing(raw.cursor()) as cur:  # what psycopg2's cursor does as a context manager
                 # Concurrent CREATE IF NOT EXISTS / OR REPLACE can still collide in the catalog.
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
                 for name in schema_files():
@@ -316,24 +315,6 @@ class KlineStore(dg.ConfigurableResource):
             if instrument.delivery_time is not None:
                 conn.exec_driver_sql(sql_text("trim_gaps_after_delisting.sql"), params)
 
-    def listing(self, symbol: str) -> Instrument | None:
-        """The listing recorded by the last ingest of `symbol`, or None if it was never ingested."""
-        row = self.listing_checked(symbol)
-        return row[0] if row else None
-
-    def listing_checked(self, symbol: str) -> tuple[Instrument, datetime] | None:
-        """The recorded listing of `symbol` and when it was last checked with the exchange."""
-        rows = self.query("listing.sql", {"symbol": symbol})
-        if not rows:
-            return None
-        sym, category, launch, status, delivery, checked_at = rows[0]
-        return Instrument(symbol=sym, category=category, status=status, launch_time=launch,
-                          delivery_time=delivery), checked_at
-
-    def live_states(self, symbols: Sequence[str]) -> dict[str, LiveState]:
-        """The live state of each of `symbols` that the live refresh has seen."""
-        return {row[0]: LiveState(*row) for row in self.query("live_states.sql", {"symbols": list(symbols)})}
-
     def record_live_ticks(self, *, at: datetime, errors: dict[str, str | None]) -> None:
         """Remember the tick at `at` of each symbol: None = refreshed, else its error."""
         self.execute("record_live_ticks.sql", {"symbols": list(errors), "errors": list(errors.values()), "at": at})
@@ -352,33 +333,16 @@ class KlineStore(dg.ConfigurableResource):
             conn.exec_driver_sql(sql_text("lock_fresh_reports.sql"))
             yield FreshReports(conn, day)
 
-    def last_candles(self, symbols: Sequence[str]) -> dict[str, datetime | None]:
-        """Start of the newest stored 5m candle of each symbol (None: nothing stored)."""
-        return dict(self.query("last_candles.sql", {"symbols": list(symbols)}))
-
-    def delistings(self, symbols: Sequence[str]) -> dict[str, datetime | None]:
-        """When each symbol stopped (stops) trading, as recorded at its last check: its delivery
-        time (None: not delisted). See sql/delistings.sql."""
-        found = {symbol: at for symbol, at, _ in self.query("delistings.sql", {"symbols": list(symbols)})}
-        return {symbol: found.get(symbol) for symbol in symbols}
-
-    def closed_symbols(self, symbols: Sequence[str], now: datetime) -> set[str]:
-        """The symbols whose delisting is confirmed: recorded Closed, with their delivery time past.
-        A delivery time alone may be postponed or cancelled; see live.refresh_symbol."""
-        rows = self.query("delistings.sql", {"symbols": list(symbols)})
-        return {symbol for symbol, at, status in rows if status == "Closed" and at is not None and at <= now}
-
-    def last_candle(self, symbol: str) -> datetime | None:
-        """Start of the newest stored 5m candle of `symbol`."""
-        return self.query("last_candle.sql", {"symbol": symbol})[0][0]
-
     def execute(self, sql_file: str, params: dict[str, Any]) -> None:
         """Run one statement from `sql/` in its own transaction."""
         with self.engine().begin() as conn:
             conn.exec_driver_sql(sql_text(sql_file), params)
 
     def query(self, sql_file: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Rows of a read-only query from `sql/`."""
+        """Rows of a read-only query from `sql/`, as tuples: what the typed reads (StoreReads) are built on.
+
+        Outside this class only `export.py` still reads through it (its per-day row counts); new
+        callers add a typed method instead, so no row is read by position outside the store."""
         with self.engine().connect() as conn:
             return [tuple(r) for r in conn.exec_driver_sql(sql_text(sql_file), params)]
 
@@ -389,11 +353,6 @@ class KlineStore(dg.ConfigurableResource):
             # Not a hand correction: nothing is left to refresh for a purged symbol.
             conn.exec_driver_sql(sql_text("pipeline_write_begin.sql"), {"is_local": True})
             return {table: count for table, count in conn.exec_driver_sql(sql_text("purge_symbol.sql"), {"symbol": symbol})}
-
-    def summary(self, *, symbol: str, start: datetime, end: datetime) -> StoredSummary:
-        """Count, first/last candle and checksum of the stored 5m candles in [start, end)."""
-        rows, first, last, checksum = self.query("day_summary.sql", {"symbol": symbol, "start": start, "end": end})[0]
-        return StoredSummary(rows=rows, first_candle=first, last_candle=last, checksum=checksum)
 
     def refresh_rollup(self, *, rollup: str, symbol: str, start: datetime, end: datetime) -> RollupSummary:
         """Recompute `rollup` (a table name, e.g. price_klines_1h) for `symbol` over [start, end).

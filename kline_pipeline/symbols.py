@@ -9,7 +9,7 @@ from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from kline_pipeline.bybit import BybitClient
-from kline_pipeline.partitions import symbols_partitions, validate_symbol
+from kline_pipeline.partitions import SYMBOLS_PARTITIONS_NAME, validate_symbol
 from kline_pipeline.store import KlineStore
 
 # Run tags naming the partitions a run works on (one key, or a range of keys).
@@ -31,13 +31,13 @@ def add_symbols(instance: dg.DagsterInstance, bybit: BybitClient, symbols: Seque
     existing = set(list_symbols(instance))
     new = [s for s in dict.fromkeys(symbols) if s not in existing]
     if new:
-        instance.add_dynamic_partitions(symbols_partitions.name, new)
+        instance.add_dynamic_partitions(SYMBOLS_PARTITIONS_NAME, new)
     return new
 
 
 def list_symbols(instance: dg.DagsterInstance) -> list[str]:
     """The symbols that currently have partitions."""
-    return list(instance.get_dynamic_partitions(symbols_partitions.name))
+    return list(instance.get_dynamic_partitions(SYMBOLS_PARTITIONS_NAME))
 
 
 def invalid_symbols(instance: dg.DagsterInstance) -> list[str]:
@@ -63,7 +63,7 @@ class Removal:
 
 def _works_on(instance: dg.DagsterInstance, symbol: str) -> list[str]:
     """Unfinished runs and backfills whose partitions include `symbol` (their ids)."""
-    from kline_pipeline.backfills import asset_graph
+    from kline_pipeline.repository_graph import asset_graph
 
     suffix = f"|{symbol}"
     busy = [run.run_id for run in instance.get_runs(filters=dg.RunsFilter(statuses=NOT_FINISHED_STATUSES))
@@ -99,5 +99,5 @@ def remove_symbol(instance: dg.DagsterInstance, symbol: str, *, purge: bool, sto
                          "(`kline-pipeline backfill --cancel ID`) or wait, then remove it; nothing was removed")
     rows = (store or KlineStore()).purge_symbol(symbol) if purge else {}
     if present:
-        instance.delete_dynamic_partition(symbols_partitions.name, symbol)
+        instance.delete_dynamic_partition(SYMBOLS_PARTITIONS_NAME, symbol)
     return Removal(symbol=symbol, partition_removed=present, rows_deleted=rows)

@@ -21,13 +21,18 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from kline_pipeline import clock, store as store_module
 from kline_pipeline.api import create_app
 from kline_pipeline.bybit import BybitClient
-from kline_pipeline.cli import _default_dagster_home
+from kline_pipeline.instance.setup import dagster_home
 from kline_pipeline.embedded import stop_embedded
 from kline_pipeline.home import PROJECT_ROOT
+from kline_pipeline.instance.env import EVENT_BATCH_ENV, EVENT_BATCH_SIZE
 from kline_pipeline.models import to_ms
 from kline_pipeline.simulator import BybitSimulator
 from kline_pipeline.store import KlineStore
 from kline_pipeline_tests.helpers import serve
+
+# Tests write Dagster events as production does: materializations in batches (kline-pipeline dev
+# and the definitions set the same), whichever modules a test imports.
+os.environ.setdefault(EVENT_BATCH_ENV, str(EVENT_BATCH_SIZE))
 
 ADMIN_URL = os.environ.get("KLINE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
@@ -151,7 +156,7 @@ def dagster_env(tmp_path, monkeypatch, kline_store, database_url, dagster_storag
     monkeypatch.setenv("KLINE_DATABASE_URL", database_url)
     monkeypatch.setenv("BYBIT_BASE_URL", simulator.url)
     monkeypatch.delenv("KLINE_API_MAX_DAYS", raising=False)
-    _default_dagster_home()
+    dagster_home()
     with dg.DagsterInstance.get() as instance:
         yield instance
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from kline_pipeline.api import create_app
-from kline_pipeline.backfills import asset_graph
+from kline_pipeline.repository_graph import asset_graph
 from kline_pipeline.cli import main
 from kline_pipeline.ingest import ingest_days
 from kline_pipeline.instance.env import DAGSTER_ENV

@@ -9,7 +9,7 @@ from kline_pipeline.assets import PARTITIONS_PER_RUN, price_klines_5m
 from kline_pipeline.definitions import defs
 from kline_pipeline.models import to_ms
 from kline_pipeline.partitions import symbols_partitions
-from kline_pipeline.run_metadata import add_partition_metadata
+from kline_pipeline.event_writes import add_partition_metadata
 
 UTC = timezone.utc
 JAN1 = datetime(2025, 1, 1, tzinfo=UTC)

@@ -22,7 +22,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from kline_pipeline.cli import _default_dagster_home
+from kline_pipeline.instance.setup import dagster_home
 from kline_pipeline.gaps import gap_report
 from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline.store import KlineStore
@@ -84,7 +84,7 @@ def ui(tmp_path_factory, admin_url, dagster_storage_template) -> Iterator[UI]:
         env.setenv("KLINE_DATABASE_URL", candles)
         env.setenv("DAGSTER_PG_URL", storage)
         env.setenv("BYBIT_BASE_URL", sim)
-        _default_dagster_home()  # writes kline_pipeline/instance/local.yaml there
+        dagster_home()  # writes kline_pipeline/instance/local.yaml there
         with dagster_dev(tmp / "dagster_dev.log") as (base, _):
             add_symbol(base, "BTCUSDT")
             backfills = [launch_backfill(base, ASSETS, "2025-01-01|BTCUSDT", "2025-01-05|BTCUSDT"),

@@ -14,9 +14,10 @@ from kline_pipeline.checks.specs import (
     ROLLUP_CHECK_KEYS,
     evaluate,
     evaluation_events,
+    log_evaluation,
     raw_checks,
     rollup_checks,
 )
 
 __all__ = ["EVALUATORS", "FRESHNESS_CHECK_KEY", "RAW_CHECK_KEYS", "ROLLUP_CHECK_KEYS", "Facts", "Outcome", "evaluate",
-           "evaluation_events", "raw_checks", "rollup_checks"]
+           "evaluation_events", "log_evaluation", "raw_checks", "rollup_checks"]

@@ -1,4 +1,5 @@
-"""What the checks read: each kind of fact fetched ONCE per symbol for all the days of a check step.
+"""What the checks read: each kind of fact fetched ONCE per symbol for all the days of a check step,
+through `KlineStore`'s typed reads (store_reads.py); writes nothing.
 
 A run of 92 days issues ~15 queries instead of ~30 per partition; each day's slice equals what a
 query over that day alone returns, because every bucket, hole cause and violation belongs to one
@@ -8,15 +9,25 @@ UTC day.
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Protocol, TypeVar
 
 from kline_pipeline.gaps import GapReport, GapSpan, gap_report
 from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.models import from_ms, grid_floor, to_ms
 from kline_pipeline.partitions import days_by_symbol, split_partition_key
 from kline_pipeline.rollups import Rollup
-from kline_pipeline.store import KlineStore, LiveState
+from kline_pipeline.store import KlineStore, LiveState, PartialBucket, RollupMismatch, Violation
+
+
+class _OfOneDay(Protocol):
+    """A row that belongs to one UTC day (a violation, a rollup bucket)."""
+
+    @property
+    def day(self) -> date: ...
+
+
+OfDay = TypeVar("OfDay", bound=_OfOneDay)
 
 
 class Facts:
@@ -36,43 +47,39 @@ class Facts:
         days = self._days[symbol]
         return day_start(days[0]), day_start(days[-1]) + DAY
 
-    def _by_day(self, rows: Iterable[tuple], day_of: Callable[[tuple], date]) -> dict[date, list[tuple]]:
-        grouped: dict[date, list[tuple]] = defaultdict(list)
+    def _by_day(self, rows: Iterable[OfDay]) -> dict[date, list[OfDay]]:
+        grouped: dict[date, list[OfDay]] = defaultdict(list)
         for row in rows:
-            grouped[day_of(row)].append(row)
+            grouped[row.day].append(row)
         return grouped
 
     def gaps(self, key: str) -> GapReport:
         """The gap report of one partition's day."""
         day, symbol = split_partition_key(key)
         start, end = self._window(symbol)
-        counts = self._memo(("counts", symbol), lambda: dict(self.store.query(
-            "day_counts.sql", {"symbol": symbol, "start": start, "end": end})))
+        counts = self._memo(("counts", symbol), lambda: self.store.day_counts(symbol=symbol, start=start, end=end))
         whole = self._memo(("gaps", symbol), lambda: gap_report(
             self.store, symbol=symbol, start=start, end=end, now=self.now))
         return replace(whole, start=day_start(day), end=day_start(day) + DAY, present=counts.get(day, 0),
                        spans=clip(whole.spans, day_start(day), day_start(day) + DAY))
 
-    def violations(self, key: str) -> list[tuple]:
-        """(rule, candles, first candle) of the day's candles that break a rule."""
+    def violations(self, key: str) -> list[Violation]:
+        """The day's candles that break a rule: per rule, how many and the first."""
         day, symbol = split_partition_key(key)
         start, end = self._window(symbol)
-        rows = self._memo(("ohlcv", symbol), lambda: self._by_day(self.store.query("ohlcv_violations.sql", {
-            "symbol": symbol, "start": start, "end": end, "closed_until": from_ms(grid_floor(to_ms(self.now)))}),
-            lambda r: r[0]))
-        return [r[1:] for r in rows.get(day, [])]
+        closed_until = from_ms(grid_floor(to_ms(self.now)))
+        rows = self._memo(("ohlcv", symbol), lambda: self._by_day(self.store.ohlcv_violations(
+            symbol=symbol, start=start, end=end, closed_until=closed_until)))
+        return rows.get(day, [])
 
-    def rollup(self, rollup: Rollup, key: str) -> tuple[list[tuple], list[tuple]]:
+    def rollup(self, rollup: Rollup, key: str) -> tuple[list[RollupMismatch], list[PartialBucket]]:
         """(mismatched buckets, partial buckets) of the day in `rollup`."""
         day, symbol = split_partition_key(key)
         start, end = self._window(symbol)
-        window = {"rollup": rollup.table, "symbol": symbol, "start": start, "end": end}
-
-        def fetch(sql_file: str) -> dict[date, list[tuple]]:
-            return self._by_day(self.store.query(sql_file, window), lambda r: r[0].astimezone(UTC).date())
-
-        mismatches = self._memo(("mismatches", rollup.table, symbol), lambda: fetch("rollup_mismatches.sql"))
-        partial = self._memo(("partial", rollup.table, symbol), lambda: fetch("rollup_partial_buckets.sql"))
+        mismatches = self._memo(("mismatches", rollup.table, symbol), lambda: self._by_day(
+            self.store.rollup_mismatches(rollup=rollup.table, symbol=symbol, start=start, end=end)))
+        partial = self._memo(("partial", rollup.table, symbol), lambda: self._by_day(
+            self.store.rollup_partial_buckets(rollup=rollup.table, symbol=symbol, start=start, end=end)))
         return mismatches.get(day, []), partial.get(day, [])
 
     def last_candle(self, symbol: str) -> datetime | None:

@@ -21,6 +21,7 @@ from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.models import CANDLE_MS, from_ms, to_ms
 from kline_pipeline.partitions import split_partition_key
 from kline_pipeline.rollups import Rollup
+from kline_pipeline.event_writes import Metadata
 
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 
@@ -34,7 +35,7 @@ STALE_ERROR_AFTER = timedelta(hours=1)
 class Outcome:
     passed: bool
     severity: dg.AssetCheckSeverity = ERROR
-    metadata: dict[str, object] = field(default_factory=dict)
+    metadata: Metadata = field(default_factory=dict)
 
     @property
     def state(self) -> str:
@@ -51,7 +52,7 @@ def no_missing_candles(facts: Facts, key: str) -> Outcome:
     delisting pass (nothing can trade there; the metadata says "delisted")."""
     report = facts.gaps(key)
     totals = report.totals
-    metadata: dict[str, object] = {
+    metadata: Metadata = {
         "expected": report.expected, "present": report.present, "missing": totals[MISSING],
         "exchange_outage": totals[OUTAGE], "not_listed": totals[NOT_LISTED],
         "gaps": dg.MetadataValue.md(report.markdown()),
@@ -69,8 +70,8 @@ def valid_ohlcv(facts: Facts, key: str) -> Outcome:
     """Every stored candle of the day is on the grid, closed, positive, with low ≤ open/close ≤ high
     and non-negative volume and turnover."""
     rows = facts.violations(key)
-    metadata: dict[str, object] = {"violations": sum(r[1] for r in rows)}
-    metadata.update({f"rule: {rule}": f"{n} candles, first at {first.isoformat()}" for rule, n, first in rows})
+    metadata: Metadata = {"violations": sum(v.candles for v in rows)}
+    metadata.update({f"rule: {v.rule}": f"{v.candles} candles, first at {v.first_candle.isoformat()}" for v in rows})
     return Outcome(not rows, ERROR, metadata)
 
 
@@ -91,7 +92,7 @@ def candles_fresh(facts: Facts, key: str) -> Outcome:
     newest = facts.last_candle(symbol)
     live = facts.live_state(symbol)
     limit = timedelta(milliseconds=CANDLE_MS) + FRESHNESS_TOLERANCE
-    metadata: dict[str, object] = {"limit_minutes": limit.total_seconds() / 60}
+    metadata: Metadata = {"limit_minutes": limit.total_seconds() / 60}
     failing_tick = live is not None and live.failing
     if live is not None:
         metadata["last_live_tick"] = live.last_tick_at.isoformat() if live.last_tick_at else "none"
@@ -117,12 +118,12 @@ def rollup_exact_and_complete(rollup: Rollup) -> Evaluator:
             for span in report.spans if span.cause == MISSING
             for ms in range(to_ms(span.start), to_ms(span.end), CANDLE_MS)
         })
-        metadata: dict[str, object] = {
+        metadata: Metadata = {
             "mismatched_buckets": len(mismatches), "partial_buckets": len(partial),
             "unexplained_partial_buckets": len(unexplained), "full_bucket_candles": rollup.full_count,
         }
         if mismatches:
-            metadata["first_mismatches"] = ", ".join(f"{b:%Y-%m-%d %H:%M} {p}" for b, p in mismatches[:20])
+            metadata["first_mismatches"] = ", ".join(f"{m.bucket:%Y-%m-%d %H:%M} {m.problem}" for m in mismatches[:20])
         if unexplained:
             metadata["first_unexplained"] = ", ".join(f"{b:%Y-%m-%d %H:%M}" for b in unexplained[:20])
         return Outcome(not mismatches and not unexplained, ERROR, metadata)
@@ -144,9 +145,8 @@ def with_exchange_comparison(rollup: Rollup, base: Evaluator, bybit: BybitClient
         store, now = facts.store, facts.now
         day, symbol = split_partition_key(key)
         start, end = day_start(day), day_start(day) + DAY
-        ours = {r[0]: r[1:] for r in store.query(
-            "rollup_compute.sql", {"rollup": rollup.table, "symbol": symbol, "start": start, "end": end})
-            if r[0] + rollup.stride <= now}  # Bybit serves closed candles only
+        ours = {b.bucket: b.values() for b in store.rollup_buckets(rollup=rollup.table, symbol=symbol, start=start, end=end)
+                if b.bucket + rollup.stride <= now}  # Bybit serves closed candles only
         theirs = {c.start: tuple(Decimal(x) for x in (c.open, c.high, c.low, c.close, c.volume, c.turnover))
                   for c in bybit.fetch_klines(symbol=symbol, start=start, end=end, now=now,
                                               interval=rollup.bybit_interval)}

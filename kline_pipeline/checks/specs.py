@@ -25,6 +25,7 @@ from kline_pipeline import clock
 from kline_pipeline.assets import price_klines_5m
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.checks.facts import Facts
+from kline_pipeline.event_writes import log_check_evaluations
 from kline_pipeline.checks.rules import (
     Evaluator,
     Outcome,
@@ -92,6 +93,15 @@ def evaluation_events(instance: dg.DagsterInstance, outcomes: Outcomes) -> list[
     return events
 
 
+def log_evaluation(context: dg.OpExecutionContext, event: dg.AssetCheckEvaluation) -> None:
+    """`context.log_event(event)` for a check evaluation outside a check step (one result per partition).
+
+    Dagster 1.13 logs it (`log_event` has a branch for AssetCheckEvaluation), though the method's
+    annotation names only materializations, observations and expectation results.
+    """
+    context.log_event(event)  # type: ignore[arg-type]
+
+
 def evaluate(check_keys: Sequence[dg.AssetCheckKey], partitions: Sequence[str], facts: Facts,
              evaluators: Mapping[dg.AssetCheckKey, Evaluator] | None = None) -> MutableOutcomes:
     """Every check of `check_keys` on every partition, from one shared set of facts."""
@@ -108,8 +118,7 @@ def record_partition_results(
     keys = list(op_context.partition_keys)
     facts = Facts(store, keys, clock.utcnow())  # shared by every check of this step
     outcomes = evaluate(sorted(context.selected_asset_check_keys, key=str), keys, facts, evaluators)
-    for event in evaluation_events(op_context.instance, outcomes):
-        op_context.log_event(event)
+    log_check_evaluations(op_context, evaluation_events(op_context.instance, outcomes))
     failed = sorted({k for by_key in outcomes.values() for k, o in by_key.items() if not o.passed})
     op_context.log.info(f"{sum(map(len, outcomes.values()))} check results on {len(keys)} partitions; "
                         f"partitions with a failed check: {', '.join(failed[:20]) or 'none'}")

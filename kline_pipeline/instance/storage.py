@@ -18,16 +18,19 @@ use. Schema creation and migrations are dagster-postgres's, unchanged.
 """
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy.pool as db_pool
 from dagster import Field, IntSource, StringSource
+from dagster._core.events.log import EventLogEntry
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import create_pg_engine
+
+from kline_pipeline.instance.check_events import is_run_check_batch, store_check_evaluation_batch
 
 DAGSTER_DATABASE = "dagster"
 URL_ENV = "DAGSTER_PG_URL"
@@ -98,6 +101,14 @@ class PooledPostgresEventLogStorage(_Pooled, PostgresEventLogStorage):
 
     POOL_SIZE = 2  # the busiest: a run's events, and the daemon's and webserver's reads
     _has_check_tables = False
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """Dagster's batch write, which also takes a batch of check results (instance/check_events.py)."""
+        if not is_run_check_batch(events):
+            super().store_event_batch(events)
+            return
+        with self.index_transaction() as connection:
+            store_check_evaluation_batch(self, connection, events)
 
     @property
     def supports_asset_checks(self) -> bool:

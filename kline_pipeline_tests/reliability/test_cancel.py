@@ -17,7 +17,7 @@ from datetime import date, datetime, timezone
 import dagster as dg
 import requests
 
-from kline_pipeline.cli import _default_dagster_home
+from kline_pipeline.instance.setup import dagster_home
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline_tests.processes import graphql, kline_dev, launch_backfill, simulator_process, wait_until
@@ -57,7 +57,7 @@ def test_a_canceled_backfill_stops_at_once_with_whole_days(tmp_path, monkeypatch
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
         monkeypatch.setenv("KLINE_DATABASE_URL", database_url)
         monkeypatch.setenv("BYBIT_BASE_URL", sim_url)
-        with dg.DagsterInstance.from_config(str(_default_dagster_home())) as instance:
+        with dg.DagsterInstance.from_config(str(dagster_home())) as instance:
             instance.add_dynamic_partitions(symbols_partitions.name, ["BTCUSDT"])
         today = datetime.now(timezone.utc).date().isoformat()
         with kline_dev(tmp_path / "dev.log") as (ui, api, _):

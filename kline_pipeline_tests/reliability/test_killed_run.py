@@ -9,7 +9,7 @@ import dagster as dg
 import psutil
 
 from kline_pipeline import crash
-from kline_pipeline.cli import _default_dagster_home
+from kline_pipeline.instance.setup import dagster_home
 from kline_pipeline.models import to_ms
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.simulator import BybitSimulator
@@ -48,7 +48,7 @@ def test_a_killed_run_is_failed_and_a_relaunch_converges(tmp_path, monkeypatch, 
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
         monkeypatch.setenv("KLINE_DATABASE_URL", database_url)
         monkeypatch.setenv("BYBIT_BASE_URL", sim_url)
-        home = _default_dagster_home()
+        home = dagster_home()
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance.add_dynamic_partitions(symbols_partitions.name, ["BTCUSDT"])
         with dagster_dev(tmp_path / "dev.log") as (base, proc):
