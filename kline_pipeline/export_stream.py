@@ -39,6 +39,14 @@ def windows(stride: timedelta, start: datetime, end: datetime) -> list[tuple[dat
     return cuts
 
 
+def _dbapi(raw: Any) -> Any:
+    """The psycopg2 connection under a pooled SQLAlchemy connection."""
+    connection = raw.driver_connection
+    if connection is None:
+        raise RuntimeError("the pooled connection was invalidated before the export used it")
+    return connection
+
+
 def _begin(cursor: Any, *, snapshot: str | None = None, share: bool = False) -> str | None:
     """Open a read-only REPEATABLE READ transaction: on `snapshot` if given; else a new one, whose
     id is returned when `share` (for the other connections)."""
@@ -70,9 +78,9 @@ def copy_chunks(store: KlineStore, sql_file: str, *, params: dict[str, object], 
     try:
         for _ in range(count):
             raws.append(store.engine().raw_connection())
-        snapshot = _begin(raws[0].driver_connection.cursor(), share=count > 1)
+        snapshot = _begin(_dbapi(raws[0]).cursor(), share=count > 1)
         for raw in raws[1:]:
-            _begin(raw.driver_connection.cursor(), snapshot=snapshot)
+            _begin(_dbapi(raw).cursor(), snapshot=snapshot)
         outboxes: list[queue.Queue] = [queue.Queue(maxsize=1) for _ in range(count)]
         text = sql_text(sql_file)
 
@@ -88,7 +96,7 @@ def copy_chunks(store: KlineStore, sql_file: str, *, params: dict[str, object], 
         def work(index: int) -> None:
             box = outboxes[index]
             try:
-                with raws[index].driver_connection.cursor() as cur:
+                with _dbapi(raws[index]).cursor() as cur:
                     for lo, hi in cuts[index::count]:
                         buffer = io.BytesIO()
                         cur.copy_expert(cur.mogrify(text, {**params, "start": lo, "end": hi}), buffer)
@@ -116,5 +124,6 @@ def copy_chunks(store: KlineStore, sql_file: str, *, params: dict[str, object], 
     finally:
         stop.set()
         for raw in raws:
-            raw.driver_connection.rollback()
+            if raw.driver_connection is not None:
+                raw.driver_connection.rollback()
             raw.close()

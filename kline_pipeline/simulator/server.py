@@ -115,7 +115,8 @@ class BybitSimulator:
         """Base URL, e.g. ``http://127.0.0.1:8765``."""
         if self._httpd is None:
             raise RuntimeError("simulator is not running; call start() first")
-        host, port = self._httpd.server_address[:2]
+        address, port = self._httpd.server_address[:2]
+        host = address.decode() if isinstance(address, bytes) else str(address)
         if host in ("0.0.0.0", "", "::"):
             host = "127.0.0.1"
         return f"http://{host}:{port}"
@@ -235,8 +236,9 @@ class BybitSimulator:
                 if "body" in omit:
                     payload.pop("time", None)
                 normal = Response(200, json_body(payload))
-            response = fault_response(fault, normal, now) if fault is not None else normal
-            assert response is not None
+            answer = fault_response(fault, normal, now) if fault is not None else normal
+            assert answer is not None  # no fault: the normal body was computed
+            response = answer
             if "header" not in omit:
                 response = replace(response, headers={"Timenow": str(now), **response.headers})
         with self._lock:
