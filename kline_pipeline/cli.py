@@ -136,8 +136,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for kind in kinds:
             validate_fault(kind)
         model = MarketModel(instruments or DEFAULT_INSTRUMENTS, delistings)  # names an unknown symbol
-        for key, start_ms, end_ms in outages:
-            model.add_outage(key, start_ms, end_ms)
+        for outage in outages:
+            model.add_outage(outage.symbol, outage.start_ms, outage.end_ms)
     except ValueError as exc:
         return fail(str(exc))
     run_simulator(
@@ -296,8 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--clock-skew", type=_finite_seconds, default=0.0, metavar="SECONDS",
                      help="the exchange's clock runs SECONDS ahead of this machine's (negative: behind); "
                      "every reply's `time` and Timenow header carry it")
-    sim.add_argument("--outage", action="append", default=[], metavar="SYMBOL:START/END",
-                     help="a span without candles, e.g. BTCUSDT:2025-01-10T00:00Z/2025-01-10T06:00Z (repeatable)")
+    sim.add_argument("--outage", action="append", default=[], metavar="SYMBOL:START/END[@HEAL]",
+                     help="a span without candles, e.g. BTCUSDT:2025-01-10T00:00Z/2025-01-10T06:00Z (repeatable); "
+                     "with @TIME the exchange fills it in (serves the candles) from that UTC time on its clock, "
+                     "e.g. ...@2025-01-11T00:00Z, with @+N[s|m|h|d] that long after the simulator starts, e.g. ...@+10m")
     sim.add_argument("--fail-every", type=_at_least_one, default=None, metavar="N", help="fail every Nth request")
     sim.add_argument("--fail-kinds", default="", metavar="K1,K2",
                      help="faults to cycle through: 10006,10000,10016,5004,10018,429,502,403,badjson,truncated,"

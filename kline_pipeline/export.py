@@ -7,8 +7,9 @@ volume), next to a manifest `<file>.manifest.json`: per UTC day the expected, pr
 exchange-outage, missing, not-listed and not-yet-closed 5m candles (the gap report's figures),
 the listing, a SHA-256 of the file, the source and when it was made.
 
-Streaming: the rows come in chunks of CHUNK_ROWS (one COPY each, parsed by Arrow's C++ CSV reader)
-and each chunk is written before the next is read, so memory stays flat whatever the range.
+Streaming: the rows come in chunks of CHUNK_ROWS (one COPY each, parsed by Arrow's C++ CSV reader),
+read by WORKERS connections on one snapshot a few chunks ahead of the writer (export_stream.py), so
+memory stays flat whatever the range.
 A range with unexplained missing candles is refused before anything is written, unless
 `allow_missing` (then recorded in the manifest). Files appear whole or not at all (written under a
 temporary name, then renamed). Only reads the candle store.
@@ -30,19 +31,16 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as paipc
 import pyarrow.parquet as pq
 
+from kline_pipeline.export_stream import WORKERS, copy_chunks
 from kline_pipeline.gaps import CAUSES, NOT_CLOSED, NOT_LISTED, GapReport, gap_report, missing_days
 from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.models import CANDLE_MS, to_ms
-from kline_pipeline.prefetch import prefetched
 from kline_pipeline.rollups import ROLLUPS
-from kline_pipeline.sqlfiles import sql_text
 from kline_pipeline.store import KlineStore, redact_url
 
 TIMEFRAMES = {"5m": timedelta(minutes=5), **{r.timeframe: r.stride for r in ROLLUPS}}
 FORMATS = {".parquet": "parquet", ".feather": "feather", ".csv": "csv"}
 COLUMNS = ("date", "open", "high", "low", "close", "volume")
-CHUNK_ROWS = 50_000
-"""Rows per COPY (~3 MB of text): memory is bounded by a chunk, not by the range."""
 ARROW_SCHEMA = pa.schema([("date", pa.timestamp("ms", tz="UTC"))] + [(c, pa.float64()) for c in COLUMNS[1:]])
 CSV_HEADER = ",".join(COLUMNS) + "\n"
 
@@ -100,55 +98,43 @@ def output_format(path: Path) -> str:
     return fmt
 
 
-def _chunks(store: KlineStore, sql_file: str, *, symbol: str, timeframe: str, start: datetime,
-            end: datetime) -> Iterator[bytes]:
-    """COPY output of [start, end) in windows of CHUNK_ROWS rows of the timeframe, oldest first."""
-    window = TIMEFRAMES[timeframe] * CHUNK_ROWS
-    raw = store.engine().raw_connection()
-    try:
-        with raw.driver_connection.cursor() as cur:
-            lo = start
-            while lo < end:
-                hi = min(end, lo + window)
-                buffer = io.BytesIO()
-                params = {"symbol": symbol, "timeframe": timeframe, "start": lo, "end": hi}
-                # All chunks in one transaction: the file is one consistent snapshot.
-                cur.copy_expert(cur.mogrify(sql_text(sql_file), params), buffer)
-                if buffer.tell():
-                    yield buffer.getvalue()
-                lo = hi
-    finally:
-        raw.driver_connection.rollback()
-        raw.close()
-
-
-def csv_chunks(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime) -> Iterator[bytes]:
+def csv_chunks(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime,
+               workers: int = 1) -> Iterator[bytes]:
     """The CSV body (no header): `2025-01-01T00:00:00Z,open,high,low,close,volume` lines, exact decimals."""
-    return _chunks(store, "export_csv_chunk.sql", symbol=symbol, timeframe=timeframe, start=start, end=end)
+    return copy_chunks(store, "export_csv_chunk.sql", params={"symbol": symbol, "timeframe": timeframe},
+                       stride=TIMEFRAMES[timeframe], start=start, end=end, convert=bytes, workers=workers)
 
 
-def arrow_batches(store: KlineStore, *, symbol: str, timeframe: str, start: datetime,
-                  end: datetime) -> Iterator[pa.Table]:
-    """The rows as Arrow tables of ARROW_SCHEMA, one per chunk."""
-    read = pacsv.ReadOptions(column_names=list(COLUMNS))
-    convert = pacsv.ConvertOptions(column_types={"date": pa.int64(), **{c: pa.float64() for c in COLUMNS[1:]}})
-    for chunk in _chunks(store, "export_arrow_chunk.sql", symbol=symbol, timeframe=timeframe, start=start, end=end):
-        table = pacsv.read_csv(io.BytesIO(chunk), read_options=read, convert_options=convert)
-        dates = table.column("date").cast(pa.timestamp("ms")).cast(pa.timestamp("ms", tz="UTC"))
-        yield table.set_column(0, "date", dates)
+_READ = pacsv.ReadOptions(column_names=list(COLUMNS))
+_CONVERT = pacsv.ConvertOptions(column_types={"date": pa.int64(), **{c: pa.float64() for c in COLUMNS[1:]}})
 
 
-def _write_data(store: KlineStore, fmt: str, target: Path, **query: object) -> int:
-    """Write the rows to `target` chunk by chunk; the number of rows."""
+def _arrow_table(chunk: bytes) -> pa.Table:
+    """One COPY chunk of sql/export_arrow_chunk.sql as a table of ARROW_SCHEMA."""
+    table = pacsv.read_csv(io.BytesIO(chunk), read_options=_READ, convert_options=_CONVERT)
+    dates = table.column("date").cast(pa.timestamp("ms")).cast(pa.timestamp("ms", tz="UTC"))
+    return table.set_column(0, "date", dates)
+
+
+def arrow_batches(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime,
+                  workers: int = 1) -> Iterator[pa.Table]:
+    """The rows as Arrow tables of ARROW_SCHEMA, one per chunk (parsed beside the database reads)."""
+    return copy_chunks(store, "export_arrow_chunk.sql", params={"symbol": symbol, "timeframe": timeframe},
+                       stride=TIMEFRAMES[timeframe], start=start, end=end, convert=_arrow_table, workers=workers)
+
+
+def _write_data(store: KlineStore, fmt: str, target: Path, **query: object) -> tuple[int, str]:
+    """Write the rows to `target` chunk by chunk; the number of rows and the file's SHA-256."""
     rows = 0
     if fmt == "csv":
+        digest = hashlib.sha256(CSV_HEADER.encode())
         with open(target, "wb") as out:
             out.write(CSV_HEADER.encode())
-            # The next chunk is read while this one is written (PostgreSQL and this process overlap).
-            for chunk in prefetched(csv_chunks(store, **query)):  # type: ignore[arg-type]
+            for chunk in csv_chunks(store, workers=WORKERS, **query):  # type: ignore[arg-type]
                 out.write(chunk)
+                digest.update(chunk)  # hashed in the same pass, not read back
                 rows += chunk.count(b"\n")
-        return rows
+        return rows, digest.hexdigest()
     if fmt == "parquet":
         # Prices hardly repeat: dictionary encoding would only cost time.
         writer: pq.ParquetWriter | paipc.RecordBatchFileWriter = pq.ParquetWriter(target, ARROW_SCHEMA,
@@ -156,12 +142,12 @@ def _write_data(store: KlineStore, fmt: str, target: Path, **query: object) -> i
     else:  # Feather v2 is the Arrow IPC file format
         writer = paipc.new_file(str(target), ARROW_SCHEMA)
     with writer:
-        for table in prefetched(arrow_batches(store, **query)):  # type: ignore[arg-type]
+        for table in arrow_batches(store, workers=WORKERS, **query):  # type: ignore[arg-type]
             writer.write_table(table)
             rows += table.num_rows
         if not rows:
             writer.write_table(ARROW_SCHEMA.empty_table())
-    return rows
+    return rows, _sha256(target)
 
 
 def _sha256(path: Path) -> str:
@@ -231,7 +217,7 @@ def export_klines(store: KlineStore, *, symbol: str, timeframe: str, start: date
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-facts") as pool:
         facts = pool.submit(_facts, store, query, now)
         try:
-            rows = _write_data(store, fmt, partial, **query)
+            rows, sha256 = _write_data(store, fmt, partial, **query)
             report, per_day_rows = facts.result()
             if report.missing and not allow_missing:
                 raise IncompleteRange(report)
@@ -243,7 +229,7 @@ def export_klines(store: KlineStore, *, symbol: str, timeframe: str, start: date
         manifest = {
             "file": out.name, "format": fmt, "columns": list(COLUMNS),
             "symbol": symbol, "timeframe": timeframe, "start": start.isoformat(), "end": end.isoformat(),
-            "rows": rows, "sha256": _sha256(partial),
+            "rows": rows, "sha256": sha256,
             "made_at": now.isoformat(),
             "source": {"exchange": "bybit", "category": listing.category if listing else None,
                        "table": "price_klines" if timeframe == "5m" else f"price_klines_{timeframe}",

@@ -56,6 +56,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except (ValueError, ConnectionError) as exc:  # KLINE_DATABASE_URL wrong or unreachable
         return _fail(str(exc))
     totals = done.manifest["totals"]
+    assert isinstance(totals, dict)  # export_klines writes the gap report's counts there
     print(f"{done.path}: {done.rows} {timeframe} candles of {symbol}, {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC "
           f"(5m: {totals['present']} of {totals['expected']} expected, {totals['exchange_outage']} exchange outage, "
           f"{totals['missing']} missing); manifest {done.manifest_path}")

@@ -175,13 +175,15 @@ def test_bench_export_prints_its_figures():
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "bench" / "bench_export.py"
-    out = subprocess.run([sys.executable, str(script), "--days", "4"], capture_output=True, text=True, timeout=300,
-                         check=True).stdout
+    out = subprocess.run([sys.executable, str(script), "--days", "4", "--repeat", "2"], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
     result = json.loads(out.splitlines()[-1].removeprefix("RESULT "))
-    assert [(e["format"], e["days"], e["candles"]) for e in result["exports"]] == [
-        (f, d, d * 288) for d in (1, 4) for f in ("parquet", "feather", "csv")]
+    assert [(e["format"], e["days"], e["candles"], e["repeats"]) for e in result["exports"]] == [
+        (f, d, d * 288, 2) for d in (1, 4) for f in ("parquet", "feather", "csv")]
     assert all(e["candles_per_s"] > 0 and e["peak_rss_mb"] > 0 for e in result["exports"])
-    assert "candles/s" in out and "peak RSS MB" in out
+    # The database runs on this machine (the tests' PostgreSQL): its backends' CPU is counted.
+    assert all(e["cpu_s"] > 0 and e["cpu_server_s"] is not None for e in result["exports"])
+    assert "candles/s" in out and "peak RSS MB" in out and "CPU s" in out
 
 
 def test_the_manifest_of_a_delisted_symbol_names_its_delisting_and_the_days_after_it(cli_env, bybit, simulator, tmp_path):
@@ -196,3 +198,77 @@ def test_the_manifest_of_a_delisted_symbol_names_its_delisting_and_the_days_afte
     assert manifest["delisting"] == delisted.isoformat() and manifest["complete"] is True
     assert [(d["day"], d["present"], d["delisted"]) for d in manifest["days"]] == [
         ("2025-01-01", 288, 0), ("2025-01-02", 144, 144), ("2025-01-03", 0, 288)]
+
+
+@pytest.mark.parametrize("fmt", [".parquet", ".feather", ".csv"])
+def test_many_small_chunks_over_several_connections_give_the_same_file(three_days, tmp_path, monkeypatch, fmt):
+    """Chunks of 100 rows read by two connections on one snapshot: the same rows as one chunk (the
+    same bytes for CSV; Parquet and Feather files hold one row group / record batch per chunk)."""
+    from kline_pipeline import export_stream
+
+    assert export(tmp_path, f"one{fmt}", "5m") == 0
+    monkeypatch.setattr(export_stream, "CHUNK_ROWS", 100)
+    assert len(export_stream.windows(TIMEFRAMES["5m"], JAN1, JAN1 + timedelta(days=3))) == 9
+    assert export(tmp_path, f"many{fmt}", "5m") == 0
+    assert read_rows(tmp_path / f"many{fmt}") == read_rows(tmp_path / f"one{fmt}")
+    if fmt == ".csv":
+        assert (tmp_path / f"many{fmt}").read_bytes() == (tmp_path / f"one{fmt}").read_bytes()
+    else:
+        reader = pq.ParquetFile(tmp_path / f"many{fmt}") if fmt == ".parquet" else None
+        assert (reader.num_row_groups if reader else len(feather.read_table(tmp_path / f"many{fmt}").to_batches())) == 9
+    manifest = json.loads((tmp_path / f"many{fmt}.manifest.json").read_text())
+    assert manifest["rows"] == 3 * 288
+    assert manifest["sha256"] == hashlib.sha256((tmp_path / f"many{fmt}").read_bytes()).hexdigest()
+
+
+def test_csv_times_are_iso_whatever_the_sessions_datestyle(three_days, tmp_path):
+    """The CSV's times are PostgreSQL's ISO text of the timestamp: a session set to another
+    DateStyle (psycopg2 sets ISO when it connects; a pool hook, role or driver may not) must not
+    change them."""
+    import sqlalchemy as sa
+
+    engine = three_days.engine()
+
+    def sql_datestyle(dbapi_connection, _record) -> None:
+        with dbapi_connection.cursor() as cur:
+            cur.execute("SET DateStyle = 'SQL, DMY'")
+
+    engine.dispose()  # new connections, with the hook
+    sa.event.listen(engine, "connect", sql_datestyle)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW DateStyle").scalar() == "SQL, DMY"
+        assert export(tmp_path, "btc.csv", "5m", end="2025-01-01T01:00:00Z") == 0
+    finally:
+        sa.event.remove(engine, "connect", sql_datestyle)
+        engine.dispose()
+    lines = (tmp_path / "btc.csv").read_text().splitlines()
+    assert len(lines) == 13 and lines[1].startswith("2025-01-01T00:00:00Z,")
+    assert lines[-1].startswith("2025-01-01T00:55:00Z,")
+
+
+def test_a_failure_in_a_reader_is_raised_and_every_connection_is_returned(three_days, monkeypatch):
+    import threading
+
+    from kline_pipeline import export_stream
+
+    monkeypatch.setattr(export_stream, "CHUNK_ROWS", 100)
+    query = {"params": {"symbol": "BTCUSDT", "timeframe": "5m"}, "stride": TIMEFRAMES["5m"],
+             "start": JAN1, "end": JAN1 + timedelta(days=3)}
+    converted: list[bytes] = []
+
+    def convert(chunk: bytes) -> bytes:
+        if len(converted) == 4:
+            raise ValueError("chunk 5 is unreadable")
+        converted.append(chunk)
+        return chunk
+
+    with pytest.raises(ValueError, match="chunk 5 is unreadable"):
+        list(export_stream.copy_chunks(three_days, "export_csv_chunk.sql", convert=convert, **query))
+    assert three_days.engine().pool.checkedout() == 0
+    early = export_stream.copy_chunks(three_days, "export_csv_chunk.sql", convert=bytes, **query)
+    first = next(early)
+    early.close()  # a consumer that stops after one chunk
+    assert first.startswith(b"2025-01-01T00:00:00Z,") and first.count(b"\n") == 100
+    assert three_days.engine().pool.checkedout() == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("export-copy-")]

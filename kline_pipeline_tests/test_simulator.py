@@ -444,7 +444,7 @@ def test_parse_instrument_spec() -> None:
 
 def test_parse_outage_spec() -> None:
     assert parse_outage_spec("BTCUSDT:2025-01-10T00:00Z/2025-01-10T06:00Z") == (
-        "BTCUSDT", 1_736_467_200_000, 1_736_488_800_000)
+        "BTCUSDT", 1_736_467_200_000, 1_736_488_800_000, None, None)  # never heals
     for bad, named in [("BTCUSDT:2025-01-10T06:00Z/2025-01-10T00:00Z", "2025-01-10T06:00Z"),
                        ("BTCUSDT:2025-01-10T00:00Z/2025-01-10T00:00Z", "2025-01-10T00:00Z"),
                        ("BTCUSDT:2025-01-10T00:00Z", "BTCUSDT:2025-01-10T00:00Z"),

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -18,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from . import endpoints
 from .faults import DEFAULT_FAIL_KINDS, NO_FAULT, Response, fault_response, json_body, slow_seconds, validate_fault
 from .market import INTERVAL_MS, Candle, MarketModel, to_row
+from .specs import OutageSpec
 
 DEFAULT_INSTRUMENTS: dict[str, int] = {
     "BTCUSDT": 1585526400000,  # 2020-03-30
@@ -113,7 +115,8 @@ class BybitSimulator:
         """Base URL, e.g. ``http://127.0.0.1:8765``."""
         if self._httpd is None:
             raise RuntimeError("simulator is not running; call start() first")
-        host, port = self._httpd.server_address[:2]
+        address, port = self._httpd.server_address[:2]
+        host = address.decode() if isinstance(address, bytes) else str(address)
         if host in ("0.0.0.0", "", "::"):
             host = "127.0.0.1"
         return f"http://{host}:{port}"
@@ -233,8 +236,9 @@ class BybitSimulator:
                 if "body" in omit:
                     payload.pop("time", None)
                 normal = Response(200, json_body(payload))
-            response = fault_response(fault, normal, now) if fault is not None else normal
-            assert response is not None
+            answer = fault_response(fault, normal, now) if fault is not None else normal
+            assert answer is not None  # no fault: the normal body was computed
+            response = answer
             if "header" not in omit:
                 response = replace(response, headers={"Timenow": str(now), **response.headers})
         with self._lock:
@@ -371,13 +375,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(response.body)
 
 
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def run_simulator(*, host: str = "127.0.0.1", port: int = 8765, instruments: dict[str, int] | None = None,
-                  outages: Sequence[tuple[str, int, int]] = (), fail_every: int | None = None,
+                  outages: Sequence[OutageSpec | tuple[str, int, int]] = (), fail_every: int | None = None,
                   fail_kinds: Sequence[str] = (), delistings: dict[str, int] | None = None,
                   clock_skew_ms: int = 0) -> None:
-    """Run a simulator in the foreground until Ctrl-C (used by ``kline-pipeline simulate-exchange``)."""
-    sim = BybitSimulator(instruments=instruments, outages=outages, fail_every=fail_every, fail_kinds=fail_kinds,
+    """Run a simulator in the foreground until Ctrl-C (used by ``kline-pipeline simulate-exchange``).
+    An outage healing ``heals_after_ms`` after the start heals that long after this call (exchange time)."""
+    sim = BybitSimulator(instruments=instruments, fail_every=fail_every, fail_kinds=fail_kinds,
                          delistings=delistings, clock_skew_ms=clock_skew_ms)
+    started_ms = sim.now()
+    specs = [OutageSpec(*o) for o in outages]
+    for spec in specs:
+        sim.add_outage(spec.symbol, spec.start_ms, spec.end_ms, spec.heal_ms(started_ms))
     url = sim.start(host, port)
     print(f"Bybit v5 simulator listening on {url}", flush=True)
     for symbol, launch in sorted(sim.model.instruments.items()):
@@ -386,8 +399,12 @@ def run_simulator(*, host: str = "127.0.0.1", port: int = 8765, instruments: dic
         print(f"  {symbol}: listed since {launch} ms{until}", flush=True)
     if clock_skew_ms:
         print(f"  exchange clock {clock_skew_ms:+d} ms from this machine's", flush=True)
-    for symbol, start_ms, end_ms in outages:
-        print(f"  outage {symbol}: [{start_ms}, {end_ms}) ms", flush=True)
+    for spec in specs:
+        heal = spec.heal_ms(started_ms)
+        heals = f", heals at {heal} ms ({_iso(heal)}, exchange time)" if heal is not None else ""
+        if heal is not None and heal <= started_ms:  # legitimate with POST /_sim/now into the past
+            heals += " - already healed on the exchange's clock now: its candles are served"
+        print(f"  outage {spec.symbol}: [{spec.start_ms}, {spec.end_ms}) ms{heals}", flush=True)
     if fail_every:
         print(f"  every {fail_every}th request fails with: {', '.join(sim._fail_kinds)}", flush=True)
     stop = threading.Event()
