@@ -20,8 +20,7 @@ both load the same module.
 
 Reads the Dagster instance (backfills, runs, materialisations); writes only new backfill records
 (and, for a new symbol, its partition). Requests are checked before they get here, by
-`kline_pipeline.backfill_requests` (`validate_request`, `RequestError`), whose names this module
-re-exports for existing importers.
+`kline_pipeline.backfill_requests` (`validate_request`, `RequestError`).
 """
 
 import os
@@ -36,27 +35,10 @@ from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraph
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.utils import make_new_backfill_id
 
-from kline_pipeline.backfill_requests import (
-    DEFAULT_MAX_DAYS,
-    EARLIEST,
-    MAX_DAYS_ENV,
-    RequestError,
-    max_days_from_env,
-    touched_days,
-    validate_backfill_id,
-    validate_request,
-)
+from kline_pipeline.backfill_requests import RequestError, touched_days
 from kline_pipeline.bybit import BybitClient
 from kline_pipeline.partitions import START_DATE, SYMBOLS_PARTITIONS_NAME, partition_key, validate_symbol
 from kline_pipeline.repository_graph import asset_graph
-
-# Re-exported: callers imported request checking from here before it had its own module.
-__all__ = [
-    "DEFAULT_MAX_DAYS", "EARLIEST", "MAX_DAYS_ENV", "RequestError", "max_days_from_env", "touched_days",
-    "validate_backfill_id", "validate_request",
-    "LaunchedBackfill", "asset_graph", "backfill_asset_keys", "backfill_status", "backfill_ui_url",
-    "launch_backfill", "progress_lines", "summary_line", "ui_base_url",
-]
 
 UTC = timezone.utc
 UI_URL_ENV = "KLINE_UI_URL"

@@ -11,10 +11,6 @@ from collections.abc import Callable, Sequence
 from kline_pipeline.cli_support import fail, offline_hint, port_number
 from kline_pipeline.instance.setup import dagster_home, local_instance
 
-# Their old private names, for code written against this module before they moved (new code
-# imports kline_pipeline.cli_support and kline_pipeline.instance.setup, never this module).
-_fail, _offline_hint, _default_dagster_home, _instance = fail, offline_hint, dagster_home, local_instance
-
 
 def cmd_symbols(args: argparse.Namespace) -> int:
     from kline_pipeline.bybit import BybitClient, BybitError

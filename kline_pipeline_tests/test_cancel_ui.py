@@ -25,7 +25,7 @@ import dagster as dg
 import pytest
 
 from kline_pipeline.assets import PARTITIONS_PER_RUN
-from kline_pipeline.cli import _default_dagster_home
+from kline_pipeline.instance.setup import dagster_home
 from kline_pipeline.instance.env import DAGSTER_ENV
 from kline_pipeline.partitions import symbols_partitions
 from kline_pipeline.rollups import ROLLUPS
@@ -121,7 +121,7 @@ def ui(tmp_path, monkeypatch, database_url, dagster_storage) -> Iterator[str]:
         monkeypatch.setenv("BYBIT_BASE_URL", sim_url)
         for name, value in DAGSTER_ENV.items():  # as `kline-pipeline dev` starts it (README for plain `dagster dev`)
             monkeypatch.setenv(name, value)
-        with dg.DagsterInstance.from_config(str(_default_dagster_home())) as instance:
+        with dg.DagsterInstance.from_config(str(dagster_home())) as instance:
             instance.add_dynamic_partitions(symbols_partitions.name, [SYMBOL])
         with dagster_dev(tmp_path / "dev.log") as (base, _):
             yield base
