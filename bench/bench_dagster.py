@@ -51,7 +51,7 @@ sys.path.insert(0, str(BENCH))
 
 sys.path.insert(0, str(ROOT))  # the tests' process helpers (the bench runs from a checkout, like the tests)
 
-from common import admin_url_default, throwaway_database  # noqa: E402
+from common import admin_url_default, analyze_unless_autovacuum, throwaway_database  # noqa: E402
 
 from kline_pipeline_tests.processes import free_port, simulator_process, stop_group, wait_for_http  # noqa: E402
 
@@ -417,6 +417,8 @@ def main() -> None:
                 many = [f"UI{i}USDT" for i in range(args.ui_symbols - 1 - (0 if args.skip_scale else args.scale_symbols))]
                 dev.add_symbols("kline_pipeline", many)
                 log(f"{args.ui_symbols} symbols registered: timing the asset page and a check page")
+                if analyze_unless_autovacuum(storage_a):
+                    log("  the server runs without autovacuum: Dagster's storage ANALYZEd first, as autovacuum would")
                 first, median, stats = dev.time_partition_query("price_klines_5m")
                 check_first, check_median = dev.time_check_page("price_klines_5m", "no_missing_candles")
                 result["ui_pages_many_symbols"] = {

@@ -59,3 +59,23 @@ def load_days(store: KlineStore, sim: BybitSimulator, symbol: str, first: date, 
     with store.engine().begin() as conn:
         conn.exec_driver_sql("ANALYZE price_klines")
     return total
+
+
+def analyze_unless_autovacuum(url: str) -> bool:
+    """ANALYZE the database at `url` if its server runs without autovacuum; True if it did.
+
+    A default PostgreSQL refreshes a table's planner statistics on its own after it grew by 10%
+    (autovacuum); with autovacuum off, as on this development machine's server (`SHOW
+    autovacuum`), a table that grew from nothing during a benchmark keeps "empty" statistics and
+    Dagster's own queries on it get plans for an empty table (a check's Partitions tab: seconds
+    instead of tens of milliseconds). Timings are meant for a server as deployed.
+    """
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if conn.exec_driver_sql("SHOW autovacuum").scalar() == "on":
+                return False
+            conn.exec_driver_sql("ANALYZE")
+            return True
+    finally:
+        engine.dispose()
