@@ -18,7 +18,7 @@ from kline_pipeline_tests.conftest import LISTINGS, NOW
 UTC = timezone.utc
 JAN1 = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 60
-MIXED = ["10006", "502", "slow:2", "badjson", "truncated"]
+MIXED = ["10006", "502", "slow:6", "badjson", "truncated"]
 
 
 def stored_rows(store, symbol: str) -> list[tuple]:
@@ -37,8 +37,10 @@ def test_one_request_in_five_failing_loses_and_duplicates_nothing(kline_store, m
     sim = BybitSimulator(instruments=LISTINGS, now_ms=lambda: to_ms(later), fail_every=5, fail_kinds=MIXED)
     sim.start()
     try:
-        # A 1 s timeout makes the 2 s stall a real timeout, as a 20 s stall is for the default 10 s.
-        bybit = BybitClient(base_url=sim.url, timeout_seconds=1.0, backoff_base_seconds=0.05,
+        # A 3 s timeout makes the 6 s stall a real timeout, as a 20 s stall is for the default 10 s,
+        # while an ordinary reply on a busy CI machine stays well inside it (a 1 s timeout once
+        # timed out a reply the simulator had not stalled: one retry more than faults injected).
+        bybit = BybitClient(base_url=sim.url, timeout_seconds=3.0, backoff_base_seconds=0.05,
                             backoff_max_seconds=0.2, requests_per_second=1000.0)
         tallies: list[str] = []
         with dg.instance_for_test() as instance:
