@@ -19,11 +19,15 @@ use. Schema creation and migrations are dagster-postgres's, unchanged.
 
 import os
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import sqlalchemy.pool as db_pool
 from dagster import Field, IntSource, StringSource
+from dagster._core.definitions.asset_key import AssetCheckKey
+from dagster._core.definitions.partitions.definition.partitions_definition import PartitionsDefinition
 from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.asset_check_state import AssetCheckState
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.run_storage import PostgresRunStorage
@@ -31,6 +35,7 @@ from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import create_pg_engine
 
 from kline_pipeline.instance.check_events import is_run_check_batch, store_check_evaluation_batch
+from kline_pipeline.instance.check_state import CheckStates
 
 DAGSTER_DATABASE = "dagster"
 URL_ENV = "DAGSTER_PG_URL"
@@ -102,6 +107,10 @@ class PooledPostgresEventLogStorage(_Pooled, PostgresEventLogStorage):
     POOL_SIZE = 2  # the busiest: a run's events, and the daemon's and webserver's reads
     _has_check_tables = False
 
+    @cached_property
+    def _check_states(self) -> CheckStates:
+        return CheckStates()
+
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """Dagster's batch write, which also takes a batch of check results (instance/check_events.py)."""
         if not is_run_check_batch(events):
@@ -117,6 +126,13 @@ class PooledPostgresEventLogStorage(_Pooled, PostgresEventLogStorage):
         if not self._has_check_tables:
             self._has_check_tables = bool(super().supports_asset_checks)
         return self._has_check_tables
+
+    def get_asset_check_state(
+        self, keys: Sequence[tuple[AssetCheckKey, PartitionsDefinition | None]],
+    ) -> Mapping[AssetCheckKey, AssetCheckState]:
+        """A check's per-partition statuses (its Partitions tab, `AssetCheck.partitionStatuses`),
+        updated from this process's last answer (instance/check_state.py)."""
+        return self._check_states.updated(self, keys)
 
 
 class PooledPostgresScheduleStorage(_Pooled, PostgresScheduleStorage):
