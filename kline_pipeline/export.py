@@ -7,7 +7,8 @@ volume), next to a manifest `<file>.manifest.json`: per UTC day the expected, pr
 exchange-outage, missing, not-listed and not-yet-closed 5m candles (the gap report's figures),
 the listing, a SHA-256 of the file, the source and when it was made.
 
-Streaming: the rows come in chunks of CHUNK_ROWS (one COPY each, parsed by Arrow's C++ CSV reader),
+Streaming: the rows come in chunks of CHUNK_ROWS (one COPY each: text for CSV, fixed-width binary
+read as arrays for Parquet and Feather),
 read by WORKERS connections on one snapshot a few chunks ahead of the writer (export_stream.py), so
 memory stays flat whatever the range.
 A range with unexplained missing candles is refused before anything is written, unless
@@ -15,28 +16,31 @@ A range with unexplained missing candles is refused before anything is written, 
 temporary name, then renamed). Only reads the candle store.
 """
 
+import gc
 import hashlib
-import io
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.ipc as paipc
 import pyarrow.parquet as pq
 
-from kline_pipeline.export_stream import WORKERS, copy_chunks
+from kline_pipeline.export_stream import WORKERS, copy_chunks, merge_holes
 from kline_pipeline.gaps import CAUSES, NOT_CLOSED, NOT_LISTED, GapReport, gap_report, missing_days
 from kline_pipeline.ingest import DAY, day_start
 from kline_pipeline.models import CANDLE_MS, to_ms
 from kline_pipeline.rollups import ROLLUPS
 from kline_pipeline.store import KlineStore, redact_url
+from kline_pipeline.store_reads import GapHoles
 
 TIMEFRAMES = {"5m": timedelta(minutes=5), **{r.timeframe: r.stride for r in ROLLUPS}}
 FORMATS = {".parquet": "parquet", ".feather": "feather", ".csv": "csv"}
@@ -98,43 +102,73 @@ def output_format(path: Path) -> str:
     return fmt
 
 
+def _csv_windows(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime,
+                 workers: int, holes: bool) -> Iterator[tuple[bytes | None, GapHoles | None]]:
+    return copy_chunks(store, "export_csv_chunk.sql", params={"symbol": symbol, "timeframe": timeframe},
+                       stride=TIMEFRAMES[timeframe], start=start, end=end, convert=bytes,
+                       rows=(lambda chunk: chunk.count(b"\n")) if holes else None, workers=workers)
+
+
 def csv_chunks(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime,
                workers: int = 1) -> Iterator[bytes]:
     """The CSV body (no header): `2025-01-01T00:00:00Z,open,high,low,close,volume` lines, exact decimals."""
-    return copy_chunks(store, "export_csv_chunk.sql", params={"symbol": symbol, "timeframe": timeframe},
-                       stride=TIMEFRAMES[timeframe], start=start, end=end, convert=bytes, workers=workers)
+    windows = _csv_windows(store, symbol=symbol, timeframe=timeframe, start=start, end=end, workers=workers,
+                           holes=False)
+    return (chunk for chunk, _ in windows if chunk is not None)
 
 
-_READ = pacsv.ReadOptions(column_names=list(COLUMNS))
-_CONVERT = pacsv.ConvertOptions(column_types={"date": pa.int64(), **{c: pa.float64() for c in COLUMNS[1:]}})
+# COPY's binary format (PostgreSQL docs, "COPY: Binary Format"): a 19-byte header, then per row a
+# field count (int16) and each field as a length (int32) and its bytes, big-endian; an int16 -1 ends it.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00"
+_HEADER_BYTES = 19
+_ROW = np.dtype([("fields", ">i2")] + [part for column in COLUMNS
+                                       for part in ((f"{column}_len", ">i4"), (column, ">i8" if column == "date" else ">f8"))])
 
 
 def _arrow_table(chunk: bytes) -> pa.Table:
-    """One COPY chunk of sql/export_arrow_chunk.sql as a table of ARROW_SCHEMA."""
-    table = pacsv.read_csv(io.BytesIO(chunk), read_options=_READ, convert_options=_CONVERT)
-    dates = table.column("date").cast(pa.timestamp("ms")).cast(pa.timestamp("ms", tz="UTC"))
-    return table.set_column(0, "date", dates)
+    """One COPY chunk of sql/export_arrow_chunk.sql as a table of ARROW_SCHEMA: every row has the
+    same layout (six 8-byte fields), so the rows are read as one array, not parsed one by one."""
+    body = len(chunk) - _HEADER_BYTES - 2
+    if not chunk.startswith(_COPY_HEADER) or body % _ROW.itemsize or chunk[-2:] != b"\xff\xff":
+        raise ValueError(f"unexpected COPY binary chunk of {len(chunk)} bytes")
+    rows = np.frombuffer(chunk, dtype=_ROW, count=body // _ROW.itemsize, offset=_HEADER_BYTES)
+    if (rows["fields"] != len(COLUMNS)).any() or any((rows[f"{c}_len"] != 8).any() for c in COLUMNS):
+        raise ValueError("unexpected field count or width in a COPY binary chunk (a NULL value?)")
+    return pa.Table.from_arrays([_column(rows[c], ARROW_SCHEMA.field(c).type) for c in COLUMNS], schema=ARROW_SCHEMA)
 
 
-def arrow_batches(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime,
-                  workers: int = 1) -> Iterator[pa.Table]:
-    """The rows as Arrow tables of ARROW_SCHEMA, one per chunk (parsed beside the database reads)."""
+def _column(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
+    """A big-endian column as an Arrow array in the machine's order. From its buffer: `pa.array` on
+    a NumPy array imports pandas on its first call (0.15 s of a 0.4 s export in a fresh process)."""
+    native = values.astype(values.dtype.newbyteorder("="))
+    return pa.Array.from_buffers(arrow_type, len(native), [None, pa.py_buffer(native)])
+
+
+def _arrow_windows(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime,
+                   workers: int, holes: bool) -> Iterator[tuple[pa.Table | None, GapHoles | None]]:
+    """The rows as Arrow tables of ARROW_SCHEMA, one per window (read beside the database reads)."""
     return copy_chunks(store, "export_arrow_chunk.sql", params={"symbol": symbol, "timeframe": timeframe},
-                       stride=TIMEFRAMES[timeframe], start=start, end=end, convert=_arrow_table, workers=workers)
+                       stride=TIMEFRAMES[timeframe], start=start, end=end, convert=_arrow_table,
+                       rows=(lambda table: table.num_rows) if holes else None, workers=workers)
 
 
-def _write_data(store: KlineStore, fmt: str, target: Path, **query: object) -> tuple[int, str]:
-    """Write the rows to `target` chunk by chunk; the number of rows and the file's SHA-256."""
+def _write_data(store: KlineStore, fmt: str, target: Path, **query: Any) -> tuple[int, str, GapHoles | None]:
+    """Write the rows to `target` window by window; the number of rows, the file's SHA-256 and, for
+    5m candles, the holes of the range as read with the rows (export_stream.py)."""
     rows = 0
+    holes: list[GapHoles] = []
+    with_holes = query["timeframe"] == "5m"
     if fmt == "csv":
         digest = hashlib.sha256(CSV_HEADER.encode())
         with open(target, "wb") as out:
             out.write(CSV_HEADER.encode())
-            for chunk in csv_chunks(store, workers=WORKERS, **query):  # type: ignore[arg-type]
-                out.write(chunk)
-                digest.update(chunk)  # hashed in the same pass, not read back
-                rows += chunk.count(b"\n")
-        return rows, digest.hexdigest()
+            for chunk, window_holes in _csv_windows(store, workers=WORKERS, holes=with_holes, **query):
+                holes += [window_holes] if window_holes is not None else []
+                if chunk is not None:
+                    out.write(chunk)
+                    digest.update(chunk)  # hashed in the same pass, not read back
+                    rows += chunk.count(b"\n")
+        return rows, digest.hexdigest(), merge_holes(holes) if with_holes else None
     if fmt == "parquet":
         # Prices hardly repeat: dictionary encoding would only cost time.
         writer: pq.ParquetWriter | paipc.RecordBatchFileWriter = pq.ParquetWriter(target, ARROW_SCHEMA,
@@ -142,12 +176,14 @@ def _write_data(store: KlineStore, fmt: str, target: Path, **query: object) -> t
     else:  # Feather v2 is the Arrow IPC file format
         writer = paipc.new_file(str(target), ARROW_SCHEMA)
     with writer:
-        for table in arrow_batches(store, workers=WORKERS, **query):  # type: ignore[arg-type]
-            writer.write_table(table)
-            rows += table.num_rows
+        for table, window_holes in _arrow_windows(store, workers=WORKERS, holes=with_holes, **query):
+            holes += [window_holes] if window_holes is not None else []
+            if table is not None and table.num_rows:  # a binary COPY of an empty window: header, trailer
+                writer.write_table(table)
+                rows += table.num_rows
         if not rows:
             writer.write_table(ARROW_SCHEMA.empty_table())
-    return rows, _sha256(target)
+    return rows, _sha256(target), merge_holes(holes) if with_holes else None
 
 
 def _sha256(path: Path) -> str:
@@ -194,31 +230,55 @@ def _package_version() -> str:
         return "unknown"
 
 
-def _facts(store: KlineStore, query: dict[str, object], now: datetime) -> tuple[GapReport, dict[date, int]]:
-    """The gap report of the range and the exported rows per day (for 5m: the present candles)."""
-    report = gap_report(store, symbol=query["symbol"], start=query["start"], end=query["end"], now=now)  # type: ignore[arg-type]
+def _facts(store: KlineStore, query: dict[str, Any], now: datetime,
+           holes: GapHoles | None = None) -> tuple[GapReport, dict[date, int]]:
+    """The gap report of the range (from `holes` when the export read them) and the exported rows
+    per day (for 5m: the present candles)."""
+    report = gap_report(store, symbol=query["symbol"], start=query["start"], end=query["end"], now=now, holes=holes)
     if query["timeframe"] == "5m":
         return report, {day: counts["present"] for day, counts in day_counts(report).items()}
     return report, dict(store.query("export_day_rows.sql", query))
+
+
+@contextmanager
+def _older_objects_left_alone() -> Iterator[None]:
+    """Python's garbage collector skips the objects that existed before (gc.freeze) until the end.
+
+    Why: a process that imported Dagster holds ~160,000 objects, and each full collection walks
+    them all (67 ms, measured); the export's own allocations set one off now and then, which cost a
+    year's export a third of its time. What the export allocates is still collected."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def export_klines(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime, out: Path,
                   now: datetime, allow_missing: bool = False) -> Export:
     """Write the file and its manifest (see the module docstring); raises IncompleteRange (nothing
     written) when candles are missing and not `allow_missing`. Re-running rewrites the same rows."""
+    with _older_objects_left_alone():
+        return _export(store, symbol=symbol, timeframe=timeframe, start=start, end=end, out=out, now=now,
+                       allow_missing=allow_missing)
+
+
+def _export(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime, out: Path,
+            now: datetime, allow_missing: bool) -> Export:
     timeframe = validate_timeframe(timeframe)
     validate_grid(timeframe, start, end)
     fmt = output_format(out)
     manifest_path = out.with_name(out.name + ".manifest.json")
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     query = {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end}
-    # The completeness figures are read by a second connection while the rows are written (the
-    # database has a core for each); a refusal removes the hidden partial file, so nothing is written.
+    # 5m: the holes come with the rows (export_stream.py); the report then only adds what explains
+    # them. A rollup's report (of its 5m candles) is read by a second connection while the rows are
+    # written. A refusal removes the hidden partial file, so nothing is written.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-facts") as pool:
-        facts = pool.submit(_facts, store, query, now)
+        facts = pool.submit(_facts, store, query, now) if timeframe != "5m" else None
         try:
-            rows, sha256 = _write_data(store, fmt, partial, **query)
-            report, per_day_rows = facts.result()
+            rows, sha256, holes = _write_data(store, fmt, partial, **query)
+            report, per_day_rows = facts.result() if facts is not None else _facts(store, query, now, holes)
             if report.missing and not allow_missing:
                 raise IncompleteRange(report)
         except BaseException:

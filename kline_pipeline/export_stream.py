@@ -6,24 +6,35 @@ output functions run once per value), so a range is cut into windows of CHUNK_RO
 They share one snapshot (`pg_export_snapshot`, REPEATABLE READ), so the file is one consistent
 state of the store, as if read in one transaction. The windows come back in order and only a few
 are held at once (each worker keeps at most one finished window waiting), so memory is bounded
-by the chunk size, not by the range. A `convert` step (e.g. Arrow's CSV reader) runs in the
-worker too, beside the database reads.
+by the chunk size, not by the range. A `convert` step (e.g. reading a binary chunk as arrays)
+runs in the worker too, beside the database reads.
+
+Completeness from the same rows: given `rows` (how many rows a converted chunk holds), a worker
+compares each window of 5m candles with its grid; a window that is short (a hole) has its holes
+read right there (sql/gap_holes.sql over the window, on the same snapshot), a whole one has none.
+The export's gap report is then built from what it exported, without scanning the range a second
+time (that scan cost as much CPU as a third of the export), and cannot disagree with the file.
 """
 
 import io
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from kline_pipeline.models import CANDLE_MS
 from kline_pipeline.sqlfiles import sql_text
 from kline_pipeline.store import KlineStore
+from kline_pipeline.store_reads import GapHoles
 
 T = TypeVar("T")
 
-CHUNK_ROWS = 50_000
-"""Rows per COPY (~3 MB of text): memory is bounded by a few chunks, not by the range."""
+CHUNK_ROWS = 20_000
+"""Rows per COPY (~1.5 MB): memory is bounded by a few chunks, not by the range; small enough that
+the two workers finish together (the last window is the only one read alone), large enough that a
+window's query costs little beside its rows."""
+CANDLE = timedelta(milliseconds=CANDLE_MS)
 WORKERS = 2
 """Connections reading at once: a backend each, as many as this machine's cores (2) — beyond
 that they only take turns, and the writer and the completeness query need CPU too."""
@@ -62,14 +73,40 @@ def _begin(cursor: Any, *, snapshot: str | None = None, share: bool = False) -> 
     return snapshot
 
 
-def copy_chunks(store: KlineStore, sql_file: str, *, params: dict[str, object], stride: timedelta,
+def merge_holes(parts: Iterable[GapHoles]) -> GapHoles:
+    """The holes of consecutive windows as those of their union (a hole across a window's end is one)."""
+    holes: list[tuple[datetime, datetime]] = []
+    present = 0
+    for part in parts:
+        present += part.present
+        for lo, hi in part.holes:
+            if holes and holes[-1][1] == lo:
+                holes[-1] = (holes[-1][0], hi)
+            else:
+                holes.append((lo, hi))
+    return GapHoles(present=present, holes=tuple(holes))
+
+
+def _window_holes(cursor: Any, symbol: str, lo: datetime, hi: datetime, rows: int) -> GapHoles:
+    """The holes of one window of 5m candles holding `rows` rows: none when it is whole."""
+    if rows == (hi - lo) // CANDLE:
+        return GapHoles(present=rows, holes=())
+    cursor.execute(sql_text("gap_holes.sql"), {"symbol": symbol, "start": lo, "end": hi})
+    return GapHoles.from_rows(cursor.fetchall())
+
+
+def copy_chunks(store: KlineStore, sql_file: str, *, params: dict[str, Any], stride: timedelta,
                 start: datetime, end: datetime, convert: Callable[[bytes], T],
-                workers: int = WORKERS) -> Iterator[T]:
-    """`convert(COPY output)` of each window of [start, end), oldest first; empty windows are skipped.
+                rows: Callable[[T], int] | None = None,
+                workers: int = WORKERS) -> Iterator[tuple[T | None, GapHoles | None]]:
+    """(`convert(COPY output)`, its holes) for each window of [start, end), oldest first; the item
+    is None for a window whose COPY returned nothing.
 
     `sql_file` is a COPY with %(start)s and %(end)s besides `params`, bound client-side
-    (COPY takes no server-side parameters). A failure in a worker is raised here; stopping the
-    iteration early stops the workers and ends their transactions.
+    (COPY takes no server-side parameters). With `rows` (5m candles of `params["symbol"]` only),
+    each window also comes with its holes (see the module docstring), else with None. A failure in
+    a worker is raised here; stopping the iteration early stops the workers and ends their
+    transactions.
     """
     cuts = windows(stride, start, end)
     count = max(1, min(workers, len(cuts)))
@@ -101,7 +138,9 @@ def copy_chunks(store: KlineStore, sql_file: str, *, params: dict[str, object], 
                         buffer = io.BytesIO()
                         cur.copy_expert(cur.mogrify(text, {**params, "start": lo, "end": hi}), buffer)
                         item = convert(buffer.getvalue()) if buffer.tell() else None
-                        if not put(box, (item, None)):
+                        holes = None if rows is None else _window_holes(
+                            cur, str(params["symbol"]), lo, hi, rows(item) if item is not None else 0)
+                        if not put(box, ((item, holes), None)):
                             return
             except BaseException as exc:  # handed to the consumer, which re-raises it
                 put(box, (None, exc))
@@ -112,11 +151,10 @@ def copy_chunks(store: KlineStore, sql_file: str, *, params: dict[str, object], 
             thread.start()
         try:
             for number in range(len(cuts)):
-                item, error = outboxes[number % count].get()
+                window, error = outboxes[number % count].get()
                 if error is not None:
                     raise error
-                if item is not None:
-                    yield item
+                yield window
         finally:
             stop.set()
             for thread in threads:

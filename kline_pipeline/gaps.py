@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from kline_pipeline.models import CANDLE_MS, from_ms, grid_ceil, grid_floor, to_ms
 from kline_pipeline.partitions import split_market, validate_symbol
 from kline_pipeline.store import KlineStore
+from kline_pipeline.store_reads import GapHoles
 
 MISSING = "missing"
 OUTAGE = "exchange_outage"
@@ -147,14 +148,19 @@ def classify(hole: tuple[int, int], *, listed_ms: int | None, closed_ms: int, ou
     return [GapSpan(from_ms(a), from_ms(b), cause) for a, b, cause in merged]
 
 
-def gap_report(store: KlineStore, *, symbol: str, start: datetime, end: datetime, now: datetime) -> GapReport:
-    """Absent candles of `symbol` opening in [start, end), classified; see the module docstring."""
+def gap_report(store: KlineStore, *, symbol: str, start: datetime, end: datetime, now: datetime,
+               holes: GapHoles | None = None) -> GapReport:
+    """Absent candles of `symbol` opening in [start, end), classified; see the module docstring.
+    `holes`: the stored holes of [start, end) (on the 5m grid) when the caller has already read
+    them (an export reads them with its rows), else they are read here."""
     validate_symbol(symbol)
     if start >= end:
         raise ValueError(f"invalid range: start {start.isoformat()} is not before end {end.isoformat()}")
     lo, hi = from_ms(grid_ceil(to_ms(start))), from_ms(grid_ceil(to_ms(end)))
-    stored = store.gap_holes(symbol=symbol, start=lo, end=hi)
-    holes = [(to_ms(a), to_ms(b)) for a, b in stored.holes]
+    if holes is not None and (lo, hi) != (start, end):
+        raise ValueError("holes read by the caller must cover a range on the 5m grid")
+    stored = holes if holes is not None else store.gap_holes(symbol=symbol, start=lo, end=hi)
+    hole_ms = [(to_ms(a), to_ms(b)) for a, b in stored.holes]
     context = store.gap_context(symbol=symbol, start=lo, end=hi)
     launch, listing_known, delivery = context.listing, context.listing_known, context.delisting
     outages = [(to_ms(a), to_ms(b)) for a, b in context.outages]
@@ -162,7 +168,7 @@ def gap_report(store: KlineStore, *, symbol: str, start: datetime, end: datetime
     # A symbol never ingested has no known listing: its holes are simply missing.
     listed_ms = (grid_floor(to_ms(launch)) if launch else to_ms(hi)) if listing_known else None
     spans = [
-        span for hole in holes
+        span for hole in hole_ms
         for span in classify(hole, listed_ms=listed_ms, closed_ms=closed_bound_ms(now), outages=outages,
                              delisted_ms=delisted_ms)
     ]

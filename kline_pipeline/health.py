@@ -1,8 +1,8 @@
 """Is it working? The facts behind `kline-pipeline doctor` and `GET /api/health`.
 
 Reads, never writes: the Dagster instance (daemon heartbeats, the state and last tick of
-`rollup_refresh_sensor`, `candles_fresh_sensor` and `live_refresh`, runs of the last hour, pool
-slots) and the candle database (reachable; per symbol freshness as `candles_fresh` judges it and
+`rollup_refresh_sensor`, `candles_fresh_sensor`, `cancel_sensor` and `live_refresh`, runs of the
+last hour, pool slots) and the candle database (reachable; per symbol freshness as `candles_fresh` judges it and
 the candles missing over the last week). Each fact becomes a Finding: ok, problem, or unknown (it could not be checked).
 The report is healthy (exit 0) without problems or unknowns, "problems" (1) with any problem,
 else "unknown" (2). Safe to run at any time and as often as wanted.
@@ -50,6 +50,7 @@ REPAIR_WINDOW = timedelta(days=7)
 """How far back the doctor reports outage repairs (the last scheduled re-fetch is 7 days after an outage)."""
 AUTOMATIONS = (Automation("rollup_refresh_sensor", "SENSOR", timedelta(minutes=10)),
                Automation("candles_fresh_sensor", "SENSOR", timedelta(minutes=10)),
+               Automation("cancel_sensor", "SENSOR", timedelta(minutes=10)),
                Automation("live_refresh", "SCHEDULE", timedelta(minutes=15)))
 
 
@@ -167,11 +168,13 @@ def daemons(instance: dg.DagsterInstance, now: datetime) -> Iterator[Finding]:
 
 
 def automation(instance: dg.DagsterInstance, now: datetime) -> Iterator[Finding]:
+    from kline_pipeline.cancel_sensor import cancel_sensor
     from kline_pipeline.freshness import candles_fresh_sensor
     from kline_pipeline.schedules import live_refresh
     from kline_pipeline.sensors import rollup_refresh_sensor
 
-    defaults = {d.name: d.default_status.value for d in (rollup_refresh_sensor, candles_fresh_sensor, live_refresh)}
+    defaults = {d.name: d.default_status.value
+                for d in (rollup_refresh_sensor, candles_fresh_sensor, cancel_sensor, live_refresh)}
     states = instance.all_instigator_state()
     for auto in AUTOMATIONS:
         kind = auto.kind.lower()

@@ -107,6 +107,7 @@ def test_a_healthy_setup_exits_0_and_says_so(setup):
                                           "MONITORING, ASSET, FRESHNESS_DAEMON)")
     assert line(out, "sensor rollup_refresh_sensor").startswith("sensor rollup_refresh_sensor ok running")
     assert line(out, "schedule live_refresh").startswith("schedule live_refresh ok running")
+    assert line(out, "sensor cancel_sensor").startswith("sensor cancel_sensor ok running")
     assert line(out, "candles BTCUSDT").startswith("candles BTCUSDT ok newest candle closed ")
     assert line(out, "gaps BTCUSDT").startswith("gaps BTCUSDT ok no missing candle since ")
     assert line(out, "runs").startswith("runs ok last hour: ") and " 0 failed" in line(out, "runs")

@@ -267,8 +267,35 @@ def test_a_failure_in_a_reader_is_raised_and_every_connection_is_returned(three_
         list(export_stream.copy_chunks(three_days, "export_csv_chunk.sql", convert=convert, **query))
     assert three_days.engine().pool.checkedout() == 0
     early = export_stream.copy_chunks(three_days, "export_csv_chunk.sql", convert=bytes, **query)
-    first = next(early)
+    first, holes = next(early)
     early.close()  # a consumer that stops after one chunk
+    assert holes is None  # not asked for
     assert first.startswith(b"2025-01-01T00:00:00Z,") and first.count(b"\n") == 100
     assert three_days.engine().pool.checkedout() == 0
     assert not [t for t in threading.enumerate() if t.name.startswith("export-copy-")]
+
+
+@pytest.mark.parametrize("sql_file,rows", [("export_csv_chunk.sql", lambda chunk: chunk.count(b"\n")),
+                                          ("export_arrow_chunk.sql", lambda table: table.num_rows)])
+def test_holes_read_with_the_rows_equal_the_gap_query_over_the_range(three_days, monkeypatch, sql_file, rows):
+    """Windows of 100 candles: holes at the start, across a window's end, filling whole windows and at
+    the end of the range come back from the windows as the one gap query over the range finds them."""
+    from kline_pipeline import export, export_stream
+
+    monkeypatch.setattr(export_stream, "CHUNK_ROWS", 100)
+    cuts = ("('2025-01-01 00:00+00', '2025-01-01 00:15+00'), ('2025-01-01 07:55+00', '2025-01-01 08:30+00'), "
+            "('2025-01-01 16:00+00', '2025-01-02 03:00+00'), ('2025-01-03 23:30+00', '2025-01-04 00:00+00')")
+    with three_days.engine().begin() as conn:
+        conn.exec_driver_sql("DELETE FROM price_klines p USING (VALUES " + cuts + ") AS c(lo, hi) "
+                             "WHERE p.symbol = 'BTCUSDT' AND p.timestamp >= c.lo::timestamptz AND p.timestamp < c.hi::timestamptz")
+    end = JAN1 + timedelta(days=3)
+    convert = bytes if sql_file.startswith("export_csv") else export._arrow_table
+    windows = list(export_stream.copy_chunks(three_days, sql_file, params={"symbol": "BTCUSDT", "timeframe": "5m"},
+                                             stride=TIMEFRAMES["5m"], start=JAN1, end=end, convert=convert, rows=rows))
+    assert len(windows) == 9
+    merged = export_stream.merge_holes(holes for _, holes in windows if holes is not None)
+    whole = three_days.gap_holes(symbol="BTCUSDT", start=JAN1, end=end)
+    assert merged == whole
+    assert [(a.strftime("%d %H:%M"), b.strftime("%d %H:%M")) for a, b in whole.holes] == [
+        ("01 00:00", "01 00:15"), ("01 07:55", "01 08:30"), ("01 16:00", "02 03:00"), ("03 23:30", "04 00:00")]
+    assert whole.present == 3 * 288 - 3 - 7 - 132 - 6
