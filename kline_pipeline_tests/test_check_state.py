@@ -33,8 +33,12 @@ def test_kept_state_equals_dagsters_rebuild(dagster_env):
     spec = dg.AssetCheckSpec("complete", asset=days, partitions_def=GRID)
     check_key = spec.key
 
+    never_run = dg.AssetCheckKey(days.key, "never_run")  # asked for together, as the Checks tab does
+
     def kept() -> dict[str, list[str]]:
-        return _statuses(instance.event_log_storage.get_asset_check_state([(check_key, GRID)])[check_key])
+        states = instance.event_log_storage.get_asset_check_state([(check_key, GRID), (never_run, GRID)])
+        assert _statuses(states[never_run]) == {}
+        return _statuses(states[check_key])
 
     def rebuilt() -> dict[str, list[str]]:  # Dagster's own answer, from the whole history
         with partition_loading_context(dynamic_partitions_store=instance):

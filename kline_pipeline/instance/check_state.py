@@ -162,9 +162,10 @@ class CheckStates:
                       and old.seen.dynamic_keys == dynamic and rows_up_to_old_last == old.seen.rows_up_to_last)
             starts[key] = old.state if old is not None and usable else AssetCheckState.empty()
             seen[key] = _Seen(partitions_def, dynamic, last, rows)
-        after = min(state.latest_storage_id for state in starts.values())
-        infos = storage.get_asset_check_partition_info(
-            [key for key, _ in partitioned], after_storage_id=max(0, after - REREAD_IDS) if after else None)
+        # One read per check from its own storage id (Dagster's read is one query per check anyway),
+        # so a check with no results yet does not make the others re-read their whole history.
+        infos = [info for key, _ in partitioned for info in storage.get_asset_check_partition_info(
+            [key], after_storage_id=max(0, starts[key].latest_storage_id - REREAD_IDS) or None)]
         run_ids = {run for state in starts.values() for run in state.in_progress_runs}
         run_ids |= {i.latest_planned_run_id for i in infos
                     if i.latest_execution_status == AssetCheckExecutionRecordStatus.PLANNED}
