@@ -106,7 +106,19 @@ def _csv_windows(store: KlineStore, *, symbol: str, timeframe: str, start: datet
                  workers: int, holes: bool) -> Iterator[tuple[bytes | None, GapHoles | None]]:
     return copy_chunks(store, "export_csv_chunk.sql", params={"symbol": symbol, "timeframe": timeframe},
                        stride=TIMEFRAMES[timeframe], start=start, end=end, convert=bytes,
-                       rows=(lambda chunk: chunk.count(b"\n")) if holes else None, workers=workers)
+                       starts=_csv_starts if holes else None, workers=workers)
+
+
+def _csv_starts(chunk: bytes) -> np.ndarray | None:
+    """The open times (epoch ms) of a CSV chunk's rows, read from the fixed-width ISO text each line
+    starts with; None if a line does not start that way (a time off the whole second)."""
+    data = np.frombuffer(chunk, dtype=np.uint8)
+    ends = np.flatnonzero(data == ord("\n"))
+    firsts = np.concatenate(([0], ends[:-1] + 1))
+    if not len(ends) or (ends - firsts < len("2025-01-01T00:00:00Z,")).any() or (data[firsts + 19] != ord("Z")).any():
+        return None
+    text = np.ascontiguousarray(data[firsts[:, None] + np.arange(19)])
+    return text.view("S19").ravel().astype("datetime64[ms]").astype(np.int64)
 
 
 def csv_chunks(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime,
@@ -129,7 +141,8 @@ def _arrow_table(chunk: bytes) -> pa.Table:
     """One COPY chunk of sql/export_arrow_chunk.sql as a table of ARROW_SCHEMA: every row has the
     same layout (six 8-byte fields), so the rows are read as one array, not parsed one by one."""
     body = len(chunk) - _HEADER_BYTES - 2
-    if not chunk.startswith(_COPY_HEADER) or body % _ROW.itemsize or chunk[-2:] != b"\xff\xff":
+    # After the signature: flags (no OIDs) and header extension length, both zero.
+    if (not chunk.startswith(_COPY_HEADER + bytes(8)) or body % _ROW.itemsize or chunk[-2:] != b"\xff\xff"):
         raise ValueError(f"unexpected COPY binary chunk of {len(chunk)} bytes")
     rows = np.frombuffer(chunk, dtype=_ROW, count=body // _ROW.itemsize, offset=_HEADER_BYTES)
     if (rows["fields"] != len(COLUMNS)).any() or any((rows[f"{c}_len"] != 8).any() for c in COLUMNS):
@@ -149,7 +162,14 @@ def _arrow_windows(store: KlineStore, *, symbol: str, timeframe: str, start: dat
     """The rows as Arrow tables of ARROW_SCHEMA, one per window (read beside the database reads)."""
     return copy_chunks(store, "export_arrow_chunk.sql", params={"symbol": symbol, "timeframe": timeframe},
                        stride=TIMEFRAMES[timeframe], start=start, end=end, convert=_arrow_table,
-                       rows=(lambda table: table.num_rows) if holes else None, workers=workers)
+                       starts=_arrow_starts if holes else None, workers=workers)
+
+
+def _arrow_starts(table: pa.Table) -> np.ndarray:
+    """The `date` column (epoch ms) of a table made by _arrow_table, from its buffer (no pandas)."""
+    chunks = table.column("date").chunks
+    return np.concatenate([np.frombuffer(c.buffers()[1], dtype="<i8", count=len(c), offset=c.offset * 8)
+                           for c in chunks]) if chunks else np.empty(0, dtype=np.int64)
 
 
 def _write_data(store: KlineStore, fmt: str, target: Path, **query: Any) -> tuple[int, str, GapHoles | None]:
@@ -246,7 +266,12 @@ def _older_objects_left_alone() -> Iterator[None]:
 
     Why: a process that imported Dagster holds ~160,000 objects, and each full collection walks
     them all (67 ms, measured); the export's own allocations set one off now and then, which cost a
-    year's export a third of its time. What the export allocates is still collected."""
+    year's export a third of its time. What the export allocates is still collected. If something
+    froze objects already (the host process, or an export running beside this one), it is left as
+    it is: unfreezing would thaw theirs too."""
+    if gc.get_freeze_count():
+        yield
+        return
     gc.freeze()
     try:
         yield

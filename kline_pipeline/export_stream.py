@@ -9,9 +9,10 @@ are held at once (each worker keeps at most one finished window waiting), so mem
 by the chunk size, not by the range. A `convert` step (e.g. reading a binary chunk as arrays)
 runs in the worker too, beside the database reads.
 
-Completeness from the same rows: given `rows` (how many rows a converted chunk holds), a worker
-compares each window of 5m candles with its grid; a window that is short (a hole) has its holes
-read right there (sql/gap_holes.sql over the window, on the same snapshot), a whole one has none.
+Completeness from the same rows: given `starts` (the open times a converted chunk holds), a worker
+compares each window of 5m candles with its grid; a window holding exactly one candle per slot has
+no hole, any other (a hole, or a row off the grid put there by hand) has its holes read right there
+(sql/gap_holes.sql over the window, on the same snapshot).
 The export's gap report is then built from what it exported, without scanning the range a second
 time (that scan cost as much CPU as a third of the export), and cannot disagree with the file.
 """
@@ -23,7 +24,9 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from kline_pipeline.models import CANDLE_MS
+import numpy as np
+
+from kline_pipeline.models import CANDLE_MS, to_ms
 from kline_pipeline.sqlfiles import sql_text
 from kline_pipeline.store import KlineStore
 from kline_pipeline.store_reads import GapHoles
@@ -34,7 +37,6 @@ CHUNK_ROWS = 20_000
 """Rows per COPY (~1.5 MB): memory is bounded by a few chunks, not by the range; small enough that
 the two workers finish together (the last window is the only one read alone), large enough that a
 window's query costs little beside its rows."""
-CANDLE = timedelta(milliseconds=CANDLE_MS)
 WORKERS = 2
 """Connections reading at once: a backend each, as many as this machine's cores (2) — beyond
 that they only take turns, and the writer and the completeness query need CPU too."""
@@ -87,23 +89,25 @@ def merge_holes(parts: Iterable[GapHoles]) -> GapHoles:
     return GapHoles(present=present, holes=tuple(holes))
 
 
-def _window_holes(cursor: Any, symbol: str, lo: datetime, hi: datetime, rows: int) -> GapHoles:
-    """The holes of one window of 5m candles holding `rows` rows: none when it is whole."""
-    if rows == (hi - lo) // CANDLE:
-        return GapHoles(present=rows, holes=())
+def _window_holes(cursor: Any, symbol: str, lo: datetime, hi: datetime, starts: np.ndarray | None) -> GapHoles:
+    """The holes of one window of 5m candles whose rows open at `starts` (epoch ms; None: unknown):
+    none when they are exactly the window's grid, else as the gap query finds them."""
+    grid = np.arange(to_ms(lo), to_ms(hi), CANDLE_MS, dtype=np.int64)
+    if starts is not None and np.array_equal(starts, grid):
+        return GapHoles(present=len(grid), holes=())
     cursor.execute(sql_text("gap_holes.sql"), {"symbol": symbol, "start": lo, "end": hi})
     return GapHoles.from_rows(cursor.fetchall())
 
 
 def copy_chunks(store: KlineStore, sql_file: str, *, params: dict[str, Any], stride: timedelta,
                 start: datetime, end: datetime, convert: Callable[[bytes], T],
-                rows: Callable[[T], int] | None = None,
+                starts: Callable[[T], np.ndarray | None] | None = None,
                 workers: int = WORKERS) -> Iterator[tuple[T | None, GapHoles | None]]:
     """(`convert(COPY output)`, its holes) for each window of [start, end), oldest first; the item
     is None for a window whose COPY returned nothing.
 
     `sql_file` is a COPY with %(start)s and %(end)s besides `params`, bound client-side
-    (COPY takes no server-side parameters). With `rows` (5m candles of `params["symbol"]` only),
+    (COPY takes no server-side parameters). With `starts` (5m candles of `params["symbol"]` only),
     each window also comes with its holes (see the module docstring), else with None. A failure in
     a worker is raised here; stopping the iteration early stops the workers and ends their
     transactions.
@@ -138,8 +142,8 @@ def copy_chunks(store: KlineStore, sql_file: str, *, params: dict[str, Any], str
                         buffer = io.BytesIO()
                         cur.copy_expert(cur.mogrify(text, {**params, "start": lo, "end": hi}), buffer)
                         item = convert(buffer.getvalue()) if buffer.tell() else None
-                        holes = None if rows is None else _window_holes(
-                            cur, str(params["symbol"]), lo, hi, rows(item) if item is not None else 0)
+                        holes = None if starts is None else _window_holes(
+                            cur, str(params["symbol"]), lo, hi, starts(item) if item is not None else None)
                         if not put(box, ((item, holes), None)):
                             return
             except BaseException as exc:  # handed to the consumer, which re-raises it
