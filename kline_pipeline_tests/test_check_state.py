@@ -1,6 +1,7 @@
 """A check's per-partition statuses kept by the process (instance/check_state.py) equal Dagster's
 own rebuild from all of its history: while a run is in progress, after it, when a failed day
-passes later, after a re-materialization without checks, a new symbol, and a wipe."""
+passes later, after a re-materialization without checks and the deletion of its run, a symbol
+removed and added, and a wipe."""
 
 import dagster as dg
 from dagster._core.definitions.partitions.context import partition_loading_context
@@ -19,7 +20,11 @@ def _statuses(state: AssetCheckState) -> dict[str, list[str]]:
             for status, subset in state.subsets.items() if not subset.is_empty}
 
 
-def test_kept_state_equals_dagsters_rebuild(dagster_env):
+def test_kept_state_equals_dagsters_rebuild(dagster_env, monkeypatch):
+    from kline_pipeline.instance import check_state
+
+    # No re-read margin: a history longer than the margin, where only the update itself counts.
+    monkeypatch.setattr(check_state, "REREAD_IDS", 0)
     instance = dagster_env
     instance.add_dynamic_partitions(SYMBOLS.name, ["AAA"])
     grid_keys = [dg.MultiPartitionKey({"date": d, "symbol": "AAA"}) for d in KEYS]
@@ -77,6 +82,11 @@ def test_kept_state_equals_dagsters_rebuild(dagster_env):
     assert kept() == rebuilt() == {"SUCCEEDED": names}
 
     # A new materialization of one day without its checks: its old result is no longer current.
+    again = dg.materialize([days], instance=instance, partition_key=grid_keys[0])
+    assert kept() == rebuilt() == {"SUCCEEDED": names[1:]}
+    # That run deleted: the result it had outdated is current again, with no new storage id.
+    instance.delete_run(again.run_id)
+    assert kept() == rebuilt() == {"SUCCEEDED": names}
     dg.materialize([days], instance=instance, partition_key=grid_keys[0])
     assert kept() == rebuilt() == {"SUCCEEDED": names[1:]}
     assert job.execute_in_process(instance=instance, tags=run_tags).success  # the kept state moves on

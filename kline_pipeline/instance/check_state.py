@@ -19,11 +19,14 @@ applies Dagster's rules (planned -> in progress, a current result -> its status,
 than the latest materialization -> none), then resolves finished runs with Dagster's own code.
 
 A state is rebuilt from scratch when it was computed for another partitions definition, when the
-registered symbols changed (results of a symbol are only counted while it is registered), or when
-any of the check's execution rows it had seen is gone (an asset wipe, from any process).
+registered symbols changed (results of a symbol are only counted while it is registered), when
+any of the check's execution rows or of its asset's materializations it had seen is gone (an asset
+wipe, a deleted run — from any process: a deleted materialization can make an older result current
+again, which no newer storage id announces), and every REBUILD_SECONDS in any case.
 """
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,7 +53,8 @@ from dagster._core.storage.asset_check_state import (
     bulk_update_asset_check_state,
 )
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunsFilter
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+from dagster._core.events import DagsterEventType
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 
 if TYPE_CHECKING:
     from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
@@ -62,14 +66,35 @@ write was already read; re-reading the last ids (folding a partition twice chang
 such a batch from being skipped for good."""
 
 
+REBUILD_SECONDS = 600.0
+"""A kept state is rebuilt from scratch at least this often, which bounds what the update cannot
+see: a result visible only after more than REREAD_IDS later ids were read, or one for a day that
+was not yet a partition when it was read (a clock ahead of the server's)."""
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A table's rows of one check (or of its asset's materializations), as last seen."""
+
+    last_id: int
+    count: int
+
+    def lost_since(self, earlier: "_Rows", up_to_earlier_last: int) -> bool:
+        """Rows that `earlier` counted are gone (a wipe, a deleted run): `up_to_earlier_last` is
+        today's count of rows with an id <= earlier.last_id."""
+        return up_to_earlier_last < earlier.count
+
+
 @dataclass(frozen=True)
 class _Seen:
     """What a kept state was computed from, to know when it no longer applies."""
 
     partitions_def: PartitionsDefinition
     dynamic_keys: tuple[tuple[str, ...], ...]
-    last_row_id: int
-    rows_up_to_last: int
+    executions: _Rows
+    materializations: _Rows
+    built_at: float
+    """time.monotonic() of the last rebuild from scratch."""
 
 
 @dataclass(frozen=True)
@@ -84,16 +109,26 @@ def _dynamic_names(partitions_def: PartitionsDefinition) -> list[str]:
     return [p.name for p in parts if isinstance(p, DynamicPartitionsDefinition) and p.name]
 
 
-def _execution_rows(storage: "SqlEventLogStorage", key: AssetCheckKey, up_to: int) -> tuple[int, int, int]:
-    """The check's newest execution row id, its row count, and how many rows have an id <= up_to
-    (one indexed aggregate; fewer than before means rows were deleted)."""
-    table = AssetCheckExecutionsTable
-    query = sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0), sa.func.count(),
-                      sa.func.count().filter(table.c.id <= up_to)).where(
-        table.c.asset_key == key.asset_key.to_string(), table.c.check_name == key.name)
+def _row_counts(storage: "SqlEventLogStorage", key: AssetCheckKey,
+                seen: "_Seen | None") -> tuple[_Rows, _Rows, bool]:
+    """The check's execution rows and its asset's materialization events now, and whether any row
+    the kept state had seen was deleted since (two indexed aggregates)."""
+    checks, events = AssetCheckExecutionsTable, SqlEventLogStorageTable
+    queries = (
+        (checks.c.id, (checks.c.asset_key == key.asset_key.to_string(), checks.c.check_name == key.name),
+         seen.executions if seen else None),
+        (events.c.id, (events.c.asset_key == key.asset_key.to_string(),
+                       events.c.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION.value),
+         seen.materializations if seen else None))
+    found, lost = [], False
     with storage.index_connection() as conn:
-        last, rows, rows_up_to = conn.execute(query).one()
-    return int(last), int(rows), int(rows_up_to)
+        for id_column, where, before in queries:
+            last, count, up_to_before = conn.execute(sa.select(
+                sa.func.coalesce(sa.func.max(id_column), 0), sa.func.count(),
+                sa.func.count().filter(id_column <= (before.last_id if before else 0))).where(*where)).one()
+            found.append(_Rows(int(last), int(count)))
+            lost = lost or (before is not None and found[-1].lost_since(before, int(up_to_before)))
+    return found[0], found[1], lost
 
 
 def _fold(state: AssetCheckState, key: AssetCheckKey, partitions_def: PartitionsDefinition,
@@ -156,12 +191,15 @@ class CheckStates:
         for key, partitions_def in partitioned:
             old = kept[key]
             # Read before the results, so a row written meanwhile is re-read next time, not lost.
-            last, rows, rows_up_to_old_last = _execution_rows(storage, key, old.seen.last_row_id if old else 0)
+            executions, materializations, lost = _row_counts(storage, key, old.seen if old else None)
             dynamic = tuple(tuple(loader.get_dynamic_partitions(name)) for name in _dynamic_names(partitions_def))
+            now = time.monotonic()
             usable = (old is not None and old.seen.partitions_def == partitions_def
-                      and old.seen.dynamic_keys == dynamic and rows_up_to_old_last == old.seen.rows_up_to_last)
+                      and old.seen.dynamic_keys == dynamic and not lost
+                      and now - old.seen.built_at < REBUILD_SECONDS)
             starts[key] = old.state if old is not None and usable else AssetCheckState.empty()
-            seen[key] = _Seen(partitions_def, dynamic, last, rows)
+            seen[key] = _Seen(partitions_def, dynamic, executions, materializations,
+                              built_at=old.seen.built_at if old is not None and usable else now)
         # One read per check from its own storage id (Dagster's read is one query per check anyway),
         # so a check with no results yet does not make the others re-read their whole history.
         infos = [info for key, _ in partitioned for info in storage.get_asset_check_partition_info(
