@@ -22,7 +22,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
@@ -103,7 +103,7 @@ def output_format(path: Path) -> str:
 
 
 def _csv_windows(store: KlineStore, *, symbol: str, timeframe: str, start: datetime, end: datetime,
-                 workers: int, holes: bool) -> Iterator[tuple[bytes | None, GapHoles | None]]:
+                 workers: int, holes: bool) -> Generator[tuple[bytes | None, GapHoles | None], None, None]:
     return copy_chunks(store, "export_csv_chunk.sql", params={"symbol": symbol, "timeframe": timeframe},
                        stride=TIMEFRAMES[timeframe], start=start, end=end, convert=bytes,
                        starts=_csv_starts if holes else None, workers=workers)
@@ -126,7 +126,10 @@ def csv_chunks(store: KlineStore, *, symbol: str, timeframe: str, start: datetim
     """The CSV body (no header): `2025-01-01T00:00:00Z,open,high,low,close,volume` lines, exact decimals."""
     windows = _csv_windows(store, symbol=symbol, timeframe=timeframe, start=start, end=end, workers=workers,
                            holes=False)
-    return (chunk for chunk, _ in windows if chunk is not None)
+    try:
+        yield from (chunk for chunk, _ in windows if chunk is not None)
+    finally:
+        windows.close()  # a reader that stops early (a client gone) ends the COPYs and returns the connections
 
 
 # COPY's binary format (PostgreSQL docs, "COPY: Binary Format"): a 19-byte header, then per row a

@@ -20,7 +20,7 @@ time (that scan cost as much CPU as a third of the export), and cannot disagree 
 import io
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -102,7 +102,7 @@ def _window_holes(cursor: Any, symbol: str, lo: datetime, hi: datetime, starts: 
 def copy_chunks(store: KlineStore, sql_file: str, *, params: dict[str, Any], stride: timedelta,
                 start: datetime, end: datetime, convert: Callable[[bytes], T],
                 starts: Callable[[T], np.ndarray | None] | None = None,
-                workers: int = WORKERS) -> Iterator[tuple[T | None, GapHoles | None]]:
+                workers: int = WORKERS) -> Generator[tuple[T | None, GapHoles | None], None, None]:
     """(`convert(COPY output)`, its holes) for each window of [start, end), oldest first; the item
     is None for a window whose COPY returned nothing.
 

@@ -273,6 +273,15 @@ def test_a_failure_in_a_reader_is_raised_and_every_connection_is_returned(three_
     assert first.startswith(b"2025-01-01T00:00:00Z,") and first.count(b"\n") == 100
     assert three_days.engine().pool.checkedout() == 0
     assert not [t for t in threading.enumerate() if t.name.startswith("export-copy-")]
+    # The same through csv_chunks, as GET /api/klines reads it (a client that goes away).
+    from kline_pipeline.export import csv_chunks
+
+    chunks = csv_chunks(three_days, symbol="BTCUSDT", timeframe="5m", start=JAN1, end=JAN1 + timedelta(days=3),
+                        workers=2)
+    assert next(chunks).count(b"\n") == 100
+    chunks.close()
+    assert three_days.engine().pool.checkedout() == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("export-copy-")]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "arrow"])
