@@ -43,7 +43,11 @@ def _server(pgdata: Path) -> Any:  # a pgserver.PostgresServer (pgserver has no 
     from pgserver.postgres_server import PostgresServer
 
     pgdata = pgdata.expanduser().resolve()
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # Created here, not by pgserver: its get_server checks `exists()` then mkdir(exist_ok=False),
+    # so processes starting at once on a new directory could fail with FileExistsError (seen in
+    # CI: one of three). An empty directory is what get_server itself would create; pgserver's
+    # inter-process lock then serialises initdb and the start.
+    pgdata.mkdir(parents=True, exist_ok=True)
     cached = PostgresServer._instances.get(pgdata)
     # pgserver caches one handle per directory per process; if the server was stopped since
     # (`kline-pipeline db stop`, a crash), that handle is stale and must not be reused.
